@@ -1,0 +1,1 @@
+//! Exercises: see exercises/README.md

@@ -1,0 +1,21 @@
+//! # `ladder`: the common crate of Server Ladder
+//!
+//! Every rung of the ladder is a binary in `src/bin/`; what an earlier rung
+//! taught lives here, so a later rung's file shows only its own new idea.
+//! Each module names the lesson that introduces it; read it with that lesson.
+//!
+//! | module | introduced in | what it is |
+//! |---|---|---|
+//! | [`cli`] | 01 (not taught) | the flags every rung shares, the announce line |
+//! | [`trace`] | 01 (not taught) | the `--trace` narrator |
+//! | [`shutdown`] | 01 (not taught) | clean exit on Ctrl-C and SIGTERM |
+//! | [`http`] | 02 | HTTP/1.1 without I/O: parse, frame, render |
+//! | [`log`] | 02 | the access log in `http.server`'s format |
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod http;
+pub mod log;
+pub mod shutdown;
+pub mod trace;
