@@ -523,3 +523,155 @@ fn threads_one_serves_clients_one_at_a_time() {
     let answer = read_to_close(&mut second).unwrap();
     assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", escaped(&answer));
 }
+
+// ---------------------------------------------------------------------------
+// Transcripts quoted by lessons/04-http-server.md
+
+/// Replace what changes from run to run: the kernel-picked port becomes the
+/// documented 8004, client ports `[port]`, dates `[date]`.
+fn normalise(text: &str, server: &Server) -> String {
+    let port = server.addr.port().to_string();
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut line = line.replace(&format!(":{port}"), ":8004");
+        line = line.replace(&format!("port {port} "), "port 8004 ");
+        for prefix in ["Date: ", "Last-Modified: "] {
+            if line.starts_with(prefix) {
+                line = format!("{prefix}[date]");
+            }
+        }
+        // `[21/Nov/2026 10:00:00]` in the access log.
+        if let (Some(open), Some(close)) = (line.find(" - - ["), line.find("] \"")) {
+            line = format!("{} - - [date]{}", &line[..open], &line[close + 1..]);
+        }
+        // `from 127.0.0.1:52144` and `(127.0.0.1:52144)` in the trace.
+        for marker in ["from 127.0.0.1:", "(127.0.0.1:"] {
+            if let Some(at) = line.find(marker) {
+                let digits_start = at + marker.len();
+                let digits = line[digits_start..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .count();
+                line.replace_range(digits_start..digits_start + digits, "[port]");
+            }
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// File descriptor numbers in a trace depend on what the test runner
+/// leaves open; renumber them in order of appearance from 3, which is what
+/// a student starting the server from a shell sees.
+fn renumber_fds(trace: &str) -> String {
+    let prefixes = ["accept(", "fd ", "read(", "sendfile(", "close(", ", "];
+    let mut seen: Vec<String> = Vec::new();
+    let mut out = String::new();
+    let mut rest = trace;
+    while let Some((at, prefix)) = prefixes
+        .iter()
+        .filter_map(|p| rest.find(p).map(|at| (at, *p)))
+        .min()
+    {
+        let start = at + prefix.len();
+        let digits: String = rest[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        out.push_str(&rest[..start]);
+        if !digits.is_empty() {
+            let index = seen.iter().position(|d| *d == digits).unwrap_or_else(|| {
+                seen.push(digits.clone());
+                seen.len() - 1
+            });
+            out.push_str(&(index + 3).to_string());
+        }
+        rest = &rest[start + digits.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn snapshot(name: &str, text: &str) {
+    insta::with_settings!({snapshot_path => "../lessons/transcripts",
+        prepend_module_to_snapshot => false, omit_expression => true}, {
+        insta::assert_snapshot!(name, text);
+    });
+}
+
+/// The small site the lesson's examples serve.
+fn lesson_site() -> Fixture {
+    let fixture = Fixture::new();
+    let root = fixture.root();
+    for entry in fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() && !path.is_symlink() {
+            fs::remove_dir_all(&path).unwrap();
+        } else {
+            fs::remove_file(&path).unwrap();
+        }
+    }
+    fs::create_dir(root.join("docs")).unwrap();
+    fs::write(root.join("hello.txt"), "hello, world!\n").unwrap();
+    fs::write(root.join("a&b <c>.txt"), "escaped\n").unwrap();
+    fs::write(root.join("\u{fc}ber.txt"), "\u{fc}\n").unwrap();
+    symlink("hello.txt", root.join("Link.txt")).unwrap();
+    symlink(&fixture.base, root.join("up")).unwrap();
+    fixture
+}
+
+fn raw_exchange(server: &Server, request: &str) -> String {
+    let mut stream = server.connect().unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let reply = read_to_close(&mut stream).unwrap();
+    format!("{request}{}", String::from_utf8_lossy(&reply)).replace("\r\n", "\n")
+}
+
+#[test]
+fn transcripts() {
+    let fixture = lesson_site();
+    let server = start(&fixture.root(), &[]);
+    snapshot("04-announce", &normalise(&server.announce, &server));
+    let listing = raw_exchange(&server, "GET / HTTP/1.0\r\n\r\n");
+    snapshot("04-listing", &normalise(&listing, &server));
+    let file = raw_exchange(&server, "GET /hello.txt HTTP/1.0\r\n\r\n");
+    let redirect = raw_exchange(&server, "GET /docs?sort=name HTTP/1.0\r\n\r\n");
+    snapshot(
+        "04-file-and-redirect",
+        &normalise(&format!("{file}\n{redirect}"), &server),
+    );
+    let mut refused = String::new();
+    for target in [
+        "/../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/up/secret.txt",
+    ] {
+        let text = raw_exchange(&server, &format!("GET {target} HTTP/1.0\r\n\r\n"));
+        // The request line and the status line are the story here.
+        let mut lines = text.lines();
+        refused.push_str(&format!(
+            "{}\n{}\n",
+            lines.next().unwrap(),
+            lines.nth(1).unwrap()
+        ));
+    }
+    snapshot("04-refused", &refused);
+    drop(server);
+
+    let traced = Server::start(
+        BIN,
+        &[
+            "-d",
+            fixture.root().to_str().unwrap(),
+            "--trace",
+            "--threads",
+            "2",
+        ],
+    )
+    .unwrap();
+    let _ = raw_exchange(&traced, "GET /hello.txt HTTP/1.0\r\n\r\n");
+    assert!(traced.wait_for_stderr("close(", common::IO_TIMEOUT));
+    let trace = normalise(&traced.stderr(), &traced);
+    snapshot("04-trace", &renumber_fds(&trace));
+}
