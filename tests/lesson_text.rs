@@ -579,10 +579,7 @@ fn commands_name_existing_binaries() {
         for (line, form, name) in named_binaries(&read(&path).unwrap_or_default()) {
             let excused = path == "README.md" && README_AHEAD.split(' ').any(|n| n == name);
             if !excused && !binary_exists(form, &name) {
-                problems.push(format!(
-                    "{path}:{line}: `{}{name}` names no binary",
-                    form.trim_end()
-                ));
+                problems.push(format!("{path}:{line}: `{form}{name}` names no binary"));
             }
         }
     }
