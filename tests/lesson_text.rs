@@ -74,6 +74,20 @@ fn lesson_files() -> Vec<String> {
         .collect()
 }
 
+/// Each exercise skeleton `exercises/src/bin/exNN_*.rs` with the lesson file
+/// it is cut from, `src/bin/lessonNN_*.rs` (same NN).
+fn exercises() -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for skeleton in files("exercises/src/bin", ".rs", false) {
+        let nn = rung(stem(&skeleton), "ex");
+        let mut lessons = lesson_files().into_iter();
+        if let Some(reference) = lessons.find(|l| nn.is_some() && rung(stem(l), "lesson") == nn) {
+            pairs.push((skeleton, reference));
+        }
+    }
+    pairs
+}
+
 fn assert_none(what: &str, problems: Vec<String>) {
     assert!(
         problems.is_empty(),
@@ -536,14 +550,9 @@ fn no_orphan_anchors() {
         .flat_map(|(_, t)| markers(t))
         .map(|m| m.target)
         .collect();
-    for skeleton in files("exercises/src/bin", ".rs", false) {
-        let lesson = stem(&skeleton).replacen("ex", "lesson", 1);
+    for (skeleton, reference) in exercises() {
         let text = read(&skeleton).unwrap_or_default();
-        used.extend(
-            holes(&text)
-                .iter()
-                .map(|h| format!("src/bin/{lesson}.rs#{h}")),
-        );
+        used.extend(holes(&text).iter().map(|h| format!("{reference}#{h}")));
     }
     let problems = files("src", ".rs", true)
         .into_iter()
@@ -616,19 +625,9 @@ fn no_forward_references() {
 #[test]
 fn skeletons_match_their_reference() {
     let mut problems = Vec::new();
-    for skeleton in files("exercises/src/bin", ".rs", false) {
-        let nn = rung(stem(&skeleton), "ex");
-        let Some(reference) = lesson_files()
-            .into_iter()
-            .find(|l| nn.is_some() && rung(stem(l), "lesson") == nn)
-        else {
-            continue; // not a rung's exercise
-        };
-        let (r, s) = (
-            read(&reference).unwrap_or_default(),
-            read(&skeleton).unwrap_or_default(),
-        );
-        if let Some(why) = skeleton_drift(&r, &s) {
+    for (skeleton, reference) in exercises() {
+        let (r, s) = (read(&reference), read(&skeleton));
+        if let Some(why) = skeleton_drift(&r.unwrap_or_default(), &s.unwrap_or_default()) {
             problems.push(format!("{skeleton} vs {reference}: {why}"));
         }
     }
@@ -659,6 +658,9 @@ fn summary_lists_every_chapter() {
 }
 
 // ---------------------------------------------------------------- the checks bite
+//
+// The checker functions on small in-memory examples, so we know each check
+// fails when it should.
 
 const SOURCE: &str = "fn main() {\n    // ANCHOR: greet\n    hello();\n    // ANCHOR: inner\n    world();\n    // ANCHOR_END: inner\n    // ANCHOR_END: greet\n}\n// ANCHOR: empty\n// ANCHOR_END: empty\n// ANCHOR: open\n";
 
@@ -670,6 +672,12 @@ fn fake_read(path: &str) -> Option<String> {
     }
 }
 
+/// Assert that `text` contains `part`.
+#[track_caller]
+fn has(text: &str, part: &str) {
+    assert!(text.contains(part), "expected {part:?} in:\n{text}");
+}
+
 #[test]
 fn regions_follow_mdbook_rules_and_refuse_bad_anchors() {
     assert_eq!(
@@ -677,18 +685,14 @@ fn regions_follow_mdbook_rules_and_refuse_bad_anchors() {
         "    hello();\n    world();"
     );
     assert_eq!(region(SOURCE, "inner").unwrap(), "    world();");
-    assert!(
-        region(SOURCE, "missing")
-            .unwrap_err()
-            .contains("no `// ANCHOR: missing`")
+    has(
+        &region(SOURCE, "missing").unwrap_err(),
+        "no `// ANCHOR: missing`",
     );
-    assert!(region(SOURCE, "empty").unwrap_err().contains("empty"));
-    assert!(region(SOURCE, "open").unwrap_err().contains("never closed"));
-    assert!(
-        region("// ANCHOR: x\nx\n// ANCHOR: x\n// ANCHOR_END: x", "x")
-            .unwrap_err()
-            .contains("2 times")
-    );
+    has(&region(SOURCE, "empty").unwrap_err(), "is empty");
+    has(&region(SOURCE, "open").unwrap_err(), "never closed");
+    let twice = "// ANCHOR: x\nx\n// ANCHOR: x\n// ANCHOR_END: x";
+    has(&region(twice, "x").unwrap_err(), "occurs 2 times");
 }
 
 #[test]
@@ -697,36 +701,36 @@ fn a_differing_block_fails_and_bless_rewrites_it() {
         "# T\n<!-- code: src/a.rs#greet -->\n```rust\n    hello();\n    wrold();\n```\nafter\n";
     let (problems, fixed) = check_copies("x.md", md, &fake_read);
     assert_eq!(problems.len(), 1);
-    assert!(
-        problems[0]
-            .0
-            .contains("x.md:2: code marker `src/a.rs#greet`: block line 2 differs"),
-        "{problems:?}"
+    has(
+        &problems[0].0,
+        "x.md:2: code marker `src/a.rs#greet`: block line 2 differs",
     );
-    assert!(problems[0].0.contains("found:        wrold();") && problems[0].1);
+    has(
+        &problems[0].0,
+        "expected:     world();\n    found:        wrold();",
+    );
+    assert!(problems[0].1, "BLESS can fix it");
     assert_eq!(fixed, md.replace("wrold", "world"));
-    assert!(
-        check_copies("x.md", &fixed, &fake_read).0.is_empty(),
-        "a blessed file passes"
-    );
+    assert!(check_copies("x.md", &fixed, &fake_read).0.is_empty());
 }
 
 #[test]
 fn missing_blocks_files_and_anchors_fail() {
     let md = "<!-- code: src/a.rs#greet -->\n\n<!-- code: src/a.rs#nope -->\n```rust\n```\n<!-- code: src/gone.rs#x -->\n```rust\n```\n````md\n<!-- code: src/gone.rs#example -->\n````\n";
     let (problems, fixed) = check_copies("x.md", md, &fake_read);
-    let messages: Vec<&str> = problems.iter().map(|p| p.0.as_str()).collect();
+    let fixable: Vec<bool> = problems.iter().map(|p| p.1).collect();
     assert_eq!(
-        problems.len(),
-        3,
-        "the marker inside ````md is an example: {messages:?}"
+        fixable,
+        [true, false, false],
+        "the marker in ````md is an example"
     );
-    assert!(messages[0].contains("no fenced block follows") && problems[0].1);
-    assert!(messages[1].contains("src/a.rs: no `// ANCHOR: nope`") && !problems[1].1);
-    assert!(messages[2].contains("src/gone.rs does not exist") && !problems[2].1);
-    assert!(fixed.starts_with(
-        "<!-- code: src/a.rs#greet -->\n```rust\n    hello();\n    world();\n```\n\n"
-    ));
+    has(&problems[0].0, "no fenced block follows");
+    has(&problems[1].0, "src/a.rs: no `// ANCHOR: nope`");
+    has(&problems[2].0, "src/gone.rs does not exist");
+    has(
+        &fixed,
+        "greet -->\n```rust\n    hello();\n    world();\n```\n\n<!--",
+    );
 }
 
 #[test]
@@ -734,86 +738,78 @@ fn output_blocks_compare_with_the_snapshot_body() {
     let good = "<!-- output: t.snap -->\n```text\nline 1\nline 2\n```\n";
     assert!(check_copies("x.md", good, &fake_read).0.is_empty());
     let (problems, _) = check_copies("x.md", &good.replace("line 2", "line 3"), &fake_read);
-    assert!(problems[0].0.contains("block line 2 differs"));
-    let (problems, _) = check_copies(
-        "x.md",
-        "<!-- output: lessons/transcripts/99-none.snap -->\n",
-        &fake_read,
-    );
-    assert!(
-        problems[0]
-            .0
-            .contains("does not exist: no test under tests/ snapshots \"99-none\""),
-        "{problems:?}"
+    has(&problems[0].0, "block line 2 differs");
+    let missing = "<!-- output: lessons/transcripts/99-none.snap -->\n";
+    let (problems, _) = check_copies("x.md", missing, &fake_read);
+    has(
+        &problems[0].0,
+        "does not exist: no test under tests/ snapshots \"99-none\"",
     );
 }
 
 #[test]
-fn orphans_back_links_and_binary_names_are_found() {
+fn orphans_and_back_links_are_found() {
     let used: BTreeSet<String> = ["src/a.rs#greet".to_string()].into();
-    let found = orphans("src/a.rs", SOURCE, &used);
-    assert_eq!(found.len(), 3, "{found:?}");
-    assert!(found[0].contains("src/a.rs: anchor `inner` is quoted by no lesson or slide"));
-    assert!(found[1].contains("anchor `empty` is empty") && found[2].contains("never closed"));
+    let found = orphans("src/a.rs", SOURCE, &used).join("\n");
+    has(
+        &found,
+        "src/a.rs: anchor `inner` is quoted by no lesson or slide",
+    );
+    has(&found, "anchor `empty` is empty");
+    has(&found, "`// ANCHOR: open` is never closed");
+    assert!(
+        orphans(
+            "src/a.rs",
+            "// ANCHOR: greet\nx\n// ANCHOR_END: greet",
+            &used
+        )
+        .is_empty()
+    );
 
     let chapter = |p: &str| (p == "lessons/01-echo.md").then(|| "run lesson01_echo".to_string());
     let good = "//! # Lesson 01: echo\n//! Lecture: `lessons/01-echo.md`\nfn main() {}";
-    assert!(back_link_problems("lesson01_echo", good, &chapter).is_empty());
-    assert!(
-        back_link_problems("lesson01_echo", "//! # Lesson 01\n", &chapter)[0].contains("names no")
+    let problems = |bin: &str, source: &str| back_link_problems(bin, source, &chapter).join("");
+    assert_eq!(problems("lesson01_echo", good), "");
+    has(
+        &problems("lesson01_echo", "//! # Lesson 01\n"),
+        "names no `lessons/01-*.md`",
     );
-    assert!(
-        back_link_problems("lesson01_xyz", good, &chapter)[0]
-            .contains("never names `lesson01_xyz`")
+    has(
+        &problems("lesson01_xyz", good),
+        "never names `lesson01_xyz`",
     );
-    assert!(
-        back_link_problems(
-            "lesson01_echo",
-            &good.replace("01-echo", "01-ech"),
-            &chapter
-        )[0]
-        .contains("does not exist")
+    has(
+        &problems("lesson01_echo", &good.replace("01-echo", "01-ech")),
+        "does not exist",
     );
+}
 
+#[test]
+fn binary_names_are_found() {
     let text = "cargo run --bin lesson01_echo -- --port 1\n`cargo ex ex01_echo`, cargo grade ex01, --bin=x-y, --bin <name>";
-    let names: Vec<String> = named_binaries(text)
-        .into_iter()
-        .map(|(_, _, n)| n)
-        .collect();
+    let names: Vec<String> = named_binaries(text).into_iter().map(|n| n.2).collect();
     assert_eq!(names, ["lesson01_echo", "x", "ex01_echo", "ex01"]);
-    assert!(!binary_exists("--bin ", "lesson99_nothing") && !binary_exists("cargo grade ", "ex99"));
+    assert!(!binary_exists("--bin ", "lesson99_nothing"));
+    assert!(!binary_exists("cargo grade ", "ex99"));
 }
 
 #[test]
 fn forward_references_are_found() {
     let lesson = "use std::io;\nuse ladder::{cli, http::Request};\n// ladder::wsgi comes later\nladder::trace!(\"x\");\nlet x = ladder::log::access;";
-    assert_eq!(
-        ladder_modules(lesson).into_iter().collect::<Vec<_>>(),
-        ["cli", "http", "log", "trace"]
-    );
-    let intro = |m: &str| {
-        ["cli", "trace", "http", "log"]
-            .iter()
-            .position(|&n| n == m)
-            .map(|i| i as u32)
-    };
-    assert_eq!(forward_refs(3, lesson, &intro), Vec::<String>::new());
-    let found = forward_refs(2, &format!("{lesson}\nuse ladder::cgi;"), &intro);
+    let used: Vec<String> = ladder_modules(lesson).into_iter().collect();
+    assert_eq!(used, ["cli", "http", "log", "trace"]);
+    let order = ["cli", "trace", "http", "log"];
+    let intro = |m: &str| order.iter().position(|&n| n == m).map(|i| i as u32);
+    assert!(forward_refs(3, lesson, &intro).is_empty());
+    let found = forward_refs(2, &format!("{lesson}\nuse ladder::cgi;"), &intro).join("\n");
     assert_eq!(
         found,
-        [
-            "uses ladder::cgi, which has no module header",
-            "uses ladder::log, introduced in lesson 3"
-        ]
+        "uses ladder::cgi, which has no module header\nuses ladder::log, introduced in lesson 3"
     );
+    let header = "//! HTTP.\n//!\n//! Introduced in lesson 02 (`lessons/02-hello.md`).\nuse x;";
+    assert_eq!(introduced_in(header), Some(2));
     assert_eq!(
-        introduced_in(
-            "//! HTTP.\n//!\n//! Introduced in lesson 02 (`lessons/02-hello.md`).\nuse x;"
-        ),
-        Some(2)
-    );
-    assert_eq!(
-        introduced_in("//! no lesson here\n// Introduced in lesson 01, but not in the header"),
+        introduced_in("//! Nothing.\n// Introduced in lesson 01, below the header"),
         None
     );
 }
@@ -821,24 +817,17 @@ fn forward_references_are_found() {
 #[test]
 fn skeleton_drift_is_found_outside_holes_only() {
     let reference = "fn a() {\n    // ANCHOR: read\n    real();\n    // ANCHOR_END: read\n}\n// ANCHOR: kept\nkept();\n// ANCHOR_END: kept\n";
-    let skeleton = reference.replace(
-        "    real();",
-        "    // TODO(ex01): read\n    todo!(\"ex01: read\")",
-    );
+    let hole = "    // TODO(ex01): read\n    todo!(\"ex01: read\")";
+    let skeleton = reference.replace("    real();", hole);
     assert_eq!(skeleton_drift(reference, &skeleton), None);
-    let drift = skeleton_drift(reference, &skeleton.replace("kept();", "changed();")).unwrap();
-    assert!(
-        drift.contains("reference line 7: kept();")
-            && drift.contains("skeleton  line 8: changed();"),
-        "{drift}"
+    let drift = skeleton_drift(reference, &skeleton.replace("kept();", "changed();"));
+    has(
+        &drift.unwrap(),
+        "reference line 7: kept();\n    skeleton  line 8: changed();",
     );
-    let drift = skeleton_drift(
-        &reference.replace("ANCHOR: read", "ANCHOR: other"),
-        &skeleton,
-    )
-    .unwrap();
-    assert!(
-        drift.contains("hole `read` is not an anchored region"),
-        "{drift}"
+    let renamed = reference.replace("ANCHOR: read", "ANCHOR: other");
+    has(
+        &skeleton_drift(&renamed, &skeleton).unwrap(),
+        "hole `read` is not an anchored region",
     );
 }
