@@ -531,10 +531,11 @@ fn checked_copies_match_their_sources() {
         if bless && fixed != text {
             let root = Path::new(env!("CARGO_MANIFEST_DIR"));
             fs::write(root.join(&md), fixed).expect("write a blessed file");
-            eprintln!(
-                "BLESS: rewrote {} block(s) in {md}",
-                found.iter().filter(|p| p.1).count()
-            );
+            // Straight to stderr: the test harness hides `eprintln!` of a
+            // passing test, and this note must be seen.
+            let n = found.iter().filter(|p| p.1).count();
+            let note = format!("BLESS: rewrote {n} block(s) in {md}\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), note.as_bytes());
         }
         problems.extend(found.into_iter().filter(|p| !(bless && p.1)).map(|p| p.0));
     }
