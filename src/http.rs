@@ -198,6 +198,14 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, Rejection> {
     if hosts > 1 || (hosts == 0 && request.version == Version::Http11) {
         return Err(Rejection::new(400, "exactly one Host header is required"));
     }
+    // The same sentence goes on: "... or a Host header field with an invalid
+    // field value". Host is `uri-host [ ":" port ]` (RFC 3986), written only
+    // with the characters below; checking that alphabet refuses spaces,
+    // slashes and `user@` in a Host without parsing IP literals by hand.
+    let host_byte = |b: &u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(b);
+    if request.values("host").any(|v| !v.iter().all(host_byte)) {
+        return Err(Rejection::new(400, "the Host header is not a host"));
+    }
     Ok(Parsed::Complete { request, consumed })
 }
 
@@ -773,6 +781,23 @@ mod tests {
         assert_eq!(status_of(input), 505);
         assert_eq!(status_of(b"GET / HTTP/x.1\r\n"), 400);
         assert_eq!(status_of(b"GET / HTTP/x"), 400);
+    }
+
+    /// RFC 9112 §3.2: a Host value that is not `uri-host [":" port]` is a 400.
+    #[test]
+    fn host_value_must_be_a_host() {
+        for (host, ok) in [
+            ("localhost:8001", true),
+            ("[::1]:8080", true),
+            ("", true),
+            ("a b", false),
+            ("user@example.com", false),
+            ("example.com/path", false),
+        ] {
+            let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            let got = parse(request.as_bytes()).map_err(|r| r.status);
+            assert_eq!(got.is_ok(), ok, "Host: {host} -> {got:?}");
+        }
     }
 
     #[test]
