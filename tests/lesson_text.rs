@@ -296,8 +296,8 @@ fn check_copies(
                 continue;
             }
         };
-        // Replace lines[from..to] with `text`: a block's body, or a new block.
-        let (from, to, text) = match marker.block {
+        // Replace lines[from..to] with `insert`: a block's body, or a new block.
+        let (from, to, insert) = match marker.block {
             Some((open, close)) => {
                 let got = lines[open + 1..close].join("\n");
                 let Some((n, w, g)) = first_difference(&want, &got) else {
@@ -320,7 +320,7 @@ fn check_copies(
             }
         };
         out.extend(lines[next..from].iter().map(|l| l.to_string()));
-        out.extend(text.split('\n').map(str::to_string));
+        out.extend(insert.split('\n').map(str::to_string));
         next = to;
     }
     out.extend(lines[next..].iter().map(|l| l.to_string()));
