@@ -350,9 +350,12 @@ fn inside(root: &Root, path: &Path) -> Result<PathBuf, Rejection> {
 fn open_inside(root: &Root, path: &Path, name: &str) -> Result<Resolved, Rejection> {
     let not_found = Rejection::new(404, "File not found");
     let real = inside(root, path)?;
+    // O_NONBLOCK: if a FIFO was swapped in after the check, opening it must
+    // not wait for a writer (it has no effect on regular files).
+    let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
     let file = File::options()
         .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .custom_flags(flags.bits())
         .open(&real)
         .map_err(|_| not_found.clone())?;
     // fstat(2) on what we opened, not stat(2) on a name that may have changed.
