@@ -24,6 +24,19 @@
 //! `serve_connection` → `read_head` → `send_reply`; then
 //! `ladder::static_files::respond` for what a request is answered with.
 
+// The shape of the program, one thread per box:
+//
+//   signals ──(flag + shutdown(2))──┐
+//                                   ▼
+//   main: accept(2) ── (TcpStream, peer) ──► mpsc channel ──► worker 0
+//                                                        ├──► worker 1
+//                                                        └──► worker N-1
+//
+// Each worker owns one connection at a time and does everything for it with
+// blocking calls: read the head, resolve the path, write the response. The
+// code stays as simple as lesson 02's; the price is one thread per client
+// being served, which is what "What breaks" in the lesson measures.
+
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -81,23 +94,32 @@ struct Args {
 }
 
 /// What every worker needs to know, shared read-only behind an `Arc`.
+/// Nothing in it changes after start-up, so no lock is needed to read it.
 struct Config {
+    /// The served directory, canonicalized once (see `static_files::Root`).
     root: Root,
     /// `-p HTTP/1.1`: keep-alive allowed. Python's default, HTTP/1.0, answers
     /// one request per connection.
     http11: bool,
+    /// `--timeout`: `None` waits forever, as Python does.
     timeout: Option<Duration>,
+    /// `false` with `--no-sendfile`.
     sendfile: bool,
+    /// `--cgi`: requests under /cgi-bin/ and /htbin/ go to `cgi_reply`.
     cgi: bool,
+    /// Request-line and header limits (lesson 02's defaults).
     limits: Limits,
 }
 
-/// Set by the signal thread; workers check it between requests.
+/// Set by the signal thread; workers check it between requests. A static,
+/// not an `Arc`, because the signal handler is installed before anything
+/// else exists, and an atomic needs no lock: one store, many loads.
 static STOPPING: AtomicBool = AtomicBool::new(false);
 /// The listening socket's fd, so the signal thread can wake `accept`.
 static LISTENER_FD: AtomicI32 = AtomicI32::new(-1);
 
 fn main() -> ExitCode {
+    // clap prints usage and exits 2 on a bad flag, as argparse does.
     let args = Args::parse();
     args.listen.apply();
     match run(args) {
@@ -128,8 +150,10 @@ fn run(args: Args) -> io::Result<()> {
     // Before any thread exists, so that every thread inherits the blocked
     // signal mask and only the signal thread ever sees SIGINT/SIGTERM.
     ladder::shutdown::on_termination(on_signal)?;
+    // A missing directory is a start-up error, reported before we listen.
     let root = Root::new(&args.directory)?;
     let mut addr = args.listen.addr();
+    // `lesson04_http_server 8004` works like `python3 -m http.server 8004`.
     if let Some(port) = args.port_positional {
         addr.set_port(port);
     }
@@ -145,6 +169,8 @@ fn run(args: Args) -> io::Result<()> {
         local.port(),
         cli::url("http", local)
     ))?;
+    // One Config for all workers: an Arc is a shared, counted pointer; the
+    // last worker to finish drops it.
     let config = Arc::new(Config {
         root,
         http11: args.protocol == "HTTP/1.1",
@@ -222,6 +248,11 @@ impl ThreadPool {
     // ANCHOR_END: thread_pool
 
     /// Hand a connection to the pool (or, with `--threads 0`, to a new thread).
+    ///
+    /// The channel is unbounded: when every worker is busy, accepted
+    /// connections wait in it, each holding only a file descriptor. In
+    /// production, a bounded queue (`sync_channel`) would make the accept
+    /// loop stop accepting, leaving the waiting in the kernel's backlog.
     fn execute(&mut self, stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
         if self.per_connection {
             // Forget threads that have finished, so the list does not grow.
@@ -290,9 +321,16 @@ enum Head {
 }
 
 /// Answer requests on one connection until it closes.
+///
+/// One request at a time: read a head, answer it, and with keep-alive go
+/// round again. The buffer outlives each request because a client may send
+/// the next request before the first is answered (pipelining); those bytes
+/// are already in `buf` and must not be lost.
 fn serve_connection(mut stream: TcpStream, peer: SocketAddr, config: &Config) -> io::Result<()> {
     // Small responses go out at once instead of waiting for an ACK (Nagle).
     stream.set_nodelay(true)?;
+    // A client that stops reading our response must not hold a worker
+    // forever either: SO_SNDTIMEO bounds each write.
     stream.set_write_timeout(config.timeout)?;
     let mut buf = Vec::with_capacity(8 * 1024);
     loop {
@@ -302,6 +340,9 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, config: &Config) ->
                 trace!("fd {}: {why}", stream.as_raw_fd());
                 return Ok(());
             }
+            // A malformed head, too long, or too slow: answer in Python's
+            // error format and close, since we cannot know where the next
+            // request would start.
             Head::Rejected(rejection) => {
                 let line = first_line(&buf);
                 let reply = static_files::error_reply(rejection.status, rejection.detail, false);
@@ -310,6 +351,7 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, config: &Config) ->
                 return lingering_close(stream);
             }
         };
+        // Keep only what follows this head: the start of the next request.
         buf.drain(..consumed);
         // We never read request bodies (only CGI would need them), so a
         // request that carries one must be the last on this connection.
@@ -317,16 +359,22 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, config: &Config) ->
             request.body_framing(&config.limits),
             Ok(http::BodyFraming::Empty)
         );
+        // Under -p HTTP/1.0 (Python's default) a connection carries one
+        // request, whatever the client asks for; under HTTP/1.1 the client
+        // decides (RFC 9112 §9.3), unless we are shutting down.
         let keep_alive =
             config.http11 && request.keep_alive() && !has_body && !STOPPING.load(Ordering::SeqCst);
+        // What to answer is decided without touching the socket.
         let reply = if config.cgi && is_cgi(&request) {
             cgi_reply(&request)
         } else {
             static_files::respond(&config.root, &request)
         };
         let status = reply.status();
+        // Error replies close the connection even when keep-alive was on.
         let close = reply.close || !keep_alive;
         send_reply(&mut stream, reply, keep_alive, config)?;
+        // Python logs `-` for the size, so do we.
         ladder::log::access(peer, &request.request_line(), status, None);
         if close {
             return if has_body {
@@ -409,6 +457,7 @@ fn send_reply(
         .insert(0, ("Server".into(), SERVER.into()));
     let head = reply.render_head(keep_alive);
     match reply.body {
+        // Head and body in one write(2): one packet for a small page.
         Body::Empty => stream.write_all(&head),
         Body::Bytes(body) => stream.write_all(&[head, body].concat()),
         Body::File { file, len } => {
@@ -444,7 +493,14 @@ fn send_more(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// sendfile(2) until `len` bytes are sent. The file offset is ours to keep.
+/// sendfile(2) until `len` bytes are sent.
+///
+/// We pass our own `offset`, which the kernel advances; the file's own
+/// position is left alone. One call may send less than asked (the socket
+/// buffer filled up), so we loop, like lesson 01's short writes. With
+/// `--timeout`, SO_SNDTIMEO makes a call that cannot progress fail with
+/// EAGAIN: a client that stopped reading is dropped instead of holding the
+/// worker forever.
 fn send_file(stream: &TcpStream, file: &std::fs::File, len: u64) -> io::Result<()> {
     let mut offset: nix::libc::off_t = 0;
     let mut left = len;
@@ -479,14 +535,27 @@ fn send_file(stream: &TcpStream, file: &std::fs::File, len: u64) -> io::Result<(
     Ok(())
 }
 
-/// The user-space way: read(2) into a buffer, write(2) it out, repeat.
-fn copy_file(stream: &mut TcpStream, file: std::fs::File, len: u64) -> io::Result<()> {
-    let copied = io::copy(&mut file.take(len), stream)?;
-    if copied < len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "file shrank while being sent",
-        ));
+/// The user-space way: read(2) a block of the file into a buffer, write(2)
+/// it to the socket, repeat. Every byte crosses into this process and back
+/// out: two copies and two system calls per block, where sendfile needs one
+/// call and no copy through user space. (`io::copy` would not show this: on
+/// Linux, std quietly uses sendfile or splice itself when it can.)
+fn copy_file(stream: &mut TcpStream, mut file: std::fs::File, len: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match file.read(&mut buf[..want]) {
+            Ok(0) => {
+                let why = "file shrank while being sent";
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, why));
+            }
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        stream.write_all(&buf[..n])?;
+        left -= n as u64;
     }
     Ok(())
 }
@@ -509,7 +578,8 @@ fn lingering_close(mut stream: TcpStream) -> io::Result<()> {
     Ok(())
 }
 
-/// The request line for the log when the head did not parse.
+/// The request line for the log when the head did not parse. Capped, and
+/// lossily decoded: the log must not grow with a hostile request.
 fn first_line(buf: &[u8]) -> String {
     let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
