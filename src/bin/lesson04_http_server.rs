@@ -152,6 +152,7 @@ fn run(args: Args) -> io::Result<()> {
     ladder::shutdown::on_termination(on_signal)?;
     // A missing directory is a start-up error, reported before we listen.
     let root = Root::new(&args.directory)?;
+    let timeout = header_timeout(args.timeout)?;
     let mut addr = args.listen.addr();
     // `lesson04_http_server 8004` works like `python3 -m http.server 8004`.
     if let Some(port) = args.port_positional {
@@ -174,7 +175,7 @@ fn run(args: Args) -> io::Result<()> {
     let config = Arc::new(Config {
         root,
         http11: args.protocol == "HTTP/1.1",
-        timeout: (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout)),
+        timeout,
         sendfile: !args.no_sendfile,
         cgi: args.cgi,
         limits: Limits::default(),
@@ -205,6 +206,17 @@ fn run(args: Args) -> io::Result<()> {
     trace!("all workers done; exit(0)");
     // ANCHOR_END: accept_loop
     Ok(())
+}
+
+/// `--timeout SECS` as a Duration; 0 means none. A negative, NaN or
+/// absurdly large value is a usage error, not a panic.
+fn header_timeout(secs: f64) -> io::Result<Option<Duration>> {
+    if secs == 0.0 {
+        return Ok(None);
+    }
+    let why = "--timeout takes 0 or a positive number of seconds";
+    let bad = |_| io::Error::new(io::ErrorKind::InvalidInput, why);
+    Duration::try_from_secs_f64(secs).map(Some).map_err(bad)
 }
 
 /// An accepted connection, waiting for a worker.
