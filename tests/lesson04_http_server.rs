@@ -108,6 +108,10 @@ fn get(server: &Server, target: &str) -> Response {
 /// Python's http.server on `root`, with `/etc/mime.types` switched off so
 /// both servers use Python's built-in type table (see static_files docs).
 fn start_python(root: &Path) -> Option<Server> {
+    start_python_with(root, &[])
+}
+
+fn start_python_with(root: &Path, extra: &[&str]) -> Option<Server> {
     let probe = Command::new("python3")
         .args(["-c", "import http.server"])
         .output();
@@ -122,6 +126,7 @@ fn start_python(root: &Path) -> Option<Server> {
     command
         .args(["-u", "-c", script, "--bind", "127.0.0.1", "-d"])
         .arg(root)
+        .args(extra)
         .arg("0");
     Some(Server::spawn(command).unwrap())
 }
@@ -674,4 +679,34 @@ fn transcripts() {
     assert!(traced.wait_for_stderr("close(", common::IO_TIMEOUT));
     let trace = normalise(&traced.stderr(), &traced);
     snapshot("04-trace", &renumber_fds(&trace));
+}
+
+#[test]
+fn keep_alive_matches_python_with_protocol_http11() {
+    let fixture = Fixture::new();
+    let Some(python) = start_python_with(&fixture.root(), &["-p", "HTTP/1.1"]) else {
+        eprintln!("SKIPPED: python3 with http.server is not installed here");
+        return;
+    };
+    let ours = start(&fixture.root(), &["-p", "HTTP/1.1"]);
+    let pipelined = "GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n\
+                     HEAD /sub HTTP/1.1\r\nHost: x\r\n\r\n\
+                     GET /missing HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut answers = Vec::new();
+    for server in [&python, &ours] {
+        let mut stream = server.connect().unwrap();
+        stream.write_all(pipelined.as_bytes()).unwrap();
+        let mut leftover = Vec::new();
+        let mut seen = Vec::new();
+        for head_only in [false, true, false] {
+            let response = read_response(&mut stream, &mut leftover, head_only).unwrap();
+            let line = response.head.lines().next().unwrap_or_default();
+            let version = line.split(' ').next().unwrap_or_default().to_string();
+            seen.push((version, response.status, response.body));
+        }
+        // The 404 ends the connection on both (an error page closes).
+        assert!(read_to_close(&mut stream).unwrap().is_empty());
+        answers.push(seen);
+    }
+    assert_eq!(answers[1], answers[0]);
 }
