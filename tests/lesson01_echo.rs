@@ -60,7 +60,10 @@ fn echoes_a_large_payload_intact() {
     let sender = thread::spawn(move || writer.write_all(&to_send));
     let echoed = read_n(&mut stream, payload.len());
     sender.join().unwrap().unwrap();
-    assert!(echoed == payload, "the echoed megabyte differs from what was sent");
+    assert!(
+        echoed == payload,
+        "the echoed megabyte differs from what was sent"
+    );
 }
 
 /// Pins: when the client closes its side, the server sees EOF, closes its
@@ -124,7 +127,11 @@ fn serves_one_client_at_a_time() {
         .unwrap();
     let mut buf = [0u8; 16];
     match second.read(&mut buf) {
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) => {}
         other => panic!("the second client was served while the first was connected: {other:?}"),
     }
 
@@ -179,7 +186,8 @@ fn trace_narrates_the_socket_calls() {
     let port = server.addr.port();
     let text = format!("{}\n{}", server.announce, server.stderr());
     let text = replace_port(&text, port, "8001");
-    let text = replace_port(&text, client_port, "[port]").replace("127.0.0.1:0)", "127.0.0.1:8001)");
+    let text =
+        replace_port(&text, client_port, "[port]").replace("127.0.0.1:0)", "127.0.0.1:8001)");
     for line in [
         "[trace] socket() -> fd 3",
         "[trace] setsockopt(3, SO_REUSEADDR, 1)",
