@@ -121,11 +121,15 @@ fn run(args: &Args) -> io::Result<()> {
     let addr = args.listen.addr();
     let listener = TcpListener::bind(addr).map_err(|err| bind_error(addr, err))?;
     ladder::cli::announce("http", listener.local_addr()?)?;
+    // Iterative, like lesson 01: while `serve` runs, the next client waits in
+    // the backlog. That is acceptable only because `serve` is bounded: one
+    // request per connection, and a deadline on reading it.
     loop {
         match listener.accept() {
             Ok((stream, peer)) => {
                 let fd = stream.as_raw_fd();
                 trace!("accept({}) -> fd {fd} from {peer}", listener.as_raw_fd());
+                // An error here ends this connection only, never the server.
                 if let Err(err) = serve(stream, peer, &config) {
                     eprintln!("[lesson02] {peer}: {err}");
                 }
@@ -151,6 +155,11 @@ fn bind_error(addr: SocketAddr, err: io::Error) -> io::Error {
 }
 
 /// How reading a request (head or body) ended, when it did not just work.
+///
+/// Only `io::Error` means "this connection is broken"; everything a client can
+/// get wrong is a value here, and each value has an answer: a status code, or
+/// silence for a client that already left (STYLE: protocol failures are
+/// values, not errors).
 enum Got<T> {
     Done(T),
     /// The bytes are not acceptable: answer with this status and close.
@@ -165,6 +174,7 @@ enum Got<T> {
 // `stream` is dropped (close(2), as in lesson 01, but done for us by Drop).
 // ANCHOR: serve
 fn serve(mut stream: TcpStream, peer: SocketAddr, config: &Config) -> io::Result<()> {
+    // One deadline for the whole request, head and body.
     let deadline = Instant::now() + config.header_timeout;
     let mut buf = Vec::new();
     let (request, consumed) = match read_head(&mut stream, &mut buf, config, deadline)? {
@@ -220,6 +230,8 @@ fn read_more(
 ) -> io::Result<Option<usize>> {
     let mut chunk = [0u8; 4096];
     loop {
+        // The timeout is re-armed before every read with what is left of the
+        // deadline; a fixed per-read timeout would restart with every byte.
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Ok(None);
@@ -232,14 +244,7 @@ fn read_more(
                 buf.extend_from_slice(&chunk[..n]);
                 return Ok(Some(n));
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Ok(None);
-            }
+            Err(e) if timed_out(&e) => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
@@ -274,6 +279,9 @@ fn discard_body(
         Ok(framing) => framing,
         Err(rejection) => return Ok(Got::Rejected(rejection)),
     };
+    // The decoder is sans I/O like the parser: it is fed whatever bytes
+    // arrived (first the ones that came in with the head), says how many it
+    // used, and knows by itself when a Content-Length or chunked body ends.
     let mut decoder = BodyDecoder::new(framing, &config.limits);
     let (mut pending, mut body) = (input.to_vec(), Vec::new());
     while !decoder.is_done() {
@@ -322,6 +330,7 @@ fn respond(mut stream: TcpStream, peer: SocketAddr, request: &Request) -> io::Re
 // connection can never be reused, and a body that is cut off looks complete.
 // ANCHOR: naive
 fn naive_respond(mut stream: TcpStream, peer: SocketAddr, request: &Request) -> io::Result<()> {
+    // No Date, no Content-Type (the browser guesses), no length, bare LF.
     let mut response = b"HTTP/1.1 200 OK\n\n".to_vec();
     response.extend_from_slice(page(request).as_bytes());
     stream.write_all(&response)?;
@@ -366,7 +375,8 @@ fn reject<T>(mut stream: TcpStream, peer: SocketAddr, buf: &[u8], got: Got<T>) -
 }
 // ANCHOR_END: reject
 
-/// The request line as far as it arrived, for the access log.
+/// The request line as far as it arrived, for the access log. Capped: a 414
+/// line is 8 KiB of junk nobody wants in a log.
 fn first_line(buf: &[u8]) -> String {
     let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = &line[..line.len().min(200)];
@@ -374,16 +384,19 @@ fn first_line(buf: &[u8]) -> String {
 }
 
 fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
+    // `&` first, or the `&` of every `&lt;` would be escaped again.
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// SO_RCVTIMEO expired. Linux reports it as EAGAIN (`WouldBlock`), other
+/// systems as ETIMEDOUT; std passes either through as it came.
+fn timed_out(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
