@@ -163,9 +163,34 @@ fn serves_one_client_at_a_time() {
         other => panic!("the second client was served while the first was connected: {other:?}"),
     }
 
+    let (port_a, port_b) = (
+        first.local_addr().unwrap().port(),
+        second.local_addr().unwrap().port(),
+    );
     drop(first);
     second.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     assert_eq!(read_n(&mut second, 3), b"two");
+    drop(second);
+    assert!(server.wait_for_stderr(
+        "disconnected after 3 bytes\n[lesson01] 127.0.0.1",
+        IO_TIMEOUT
+    ));
+    assert!(server.wait_for_stderr(&format!("{port_b} disconnected"), IO_TIMEOUT));
+
+    // The chapter's "what breaks" transcript: what each side saw, in order.
+    let log = replace_port(&server.stderr(), port_a, "[port A]");
+    let log = replace_port(&log, port_b, "[port B]");
+    let text = format!(
+        "client A: sent \"one\", got \"one\" back\n\
+         client B: connected, sent \"two\", got nothing for 500 ms\n\
+         client A: closed\n\
+         client B: got \"two\" back, closed\n\
+         server's stderr:\n{log}"
+    );
+    insta::with_settings!({snapshot_path => "../lessons/transcripts",
+        prepend_module_to_snapshot => false, omit_expression => true}, {
+        insta::assert_snapshot!("01-echo-two-clients", text);
+    });
 }
 
 /// Pins: SIGTERM ends the server with status 0 and leaves nothing behind.
