@@ -59,8 +59,10 @@ struct Args {
     listen: ListenArgs<1>,
 
     /// How many connections the kernel may complete and queue for us before
-    /// `accept` takes them (the second argument of listen(2))
-    #[arg(long, default_value_t = 128, value_name = "N")]
+    /// `accept` takes them (the second argument of listen(2); Linux caps it at
+    /// net.core.somaxconn)
+    #[arg(long, default_value_t = 128, value_name = "N",
+          value_parser = clap::value_parser!(i32).range(1..=4096))]
     backlog: i32,
 }
 
