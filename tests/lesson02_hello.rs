@@ -192,6 +192,29 @@ fn request_bodies_are_read_and_discarded() {
     }
 }
 
+/// Pins `Expect: 100-continue`: the go-ahead comes before the body is sent,
+/// then the final answer.
+#[test]
+fn expect_100_continue_gets_a_go_ahead() {
+    let server = start(&[]);
+    let mut stream = server.connect().unwrap();
+    stream
+        .write_all(
+            b"POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+        )
+        .unwrap();
+    let go_ahead = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let mut buf = vec![0u8; go_ahead.len()];
+    stream.read_exact(&mut buf).unwrap();
+    assert_eq!(escaped(&buf), escaped(go_ahead));
+    let response = exchange(&mut stream, b"hello").unwrap();
+    assert!(
+        response.starts_with(b"HTTP/1.1 200 OK\r\n"),
+        "{}",
+        escaped(&response)
+    );
+}
+
 /// Pins: the path is the client's text and is HTML-escaped in the page.
 #[test]
 fn the_path_is_escaped_in_the_page() {
