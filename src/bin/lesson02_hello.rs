@@ -376,7 +376,7 @@ fn reject<T>(mut stream: TcpStream, peer: SocketAddr, buf: &[u8], got: Got<T>) -
     };
     stream.write_all(&rejection.response())?;
     log::access(peer, &first_line(buf), rejection.status, None);
-    stream.shutdown(Shutdown::Write)?;
+    let _ = stream.shutdown(Shutdown::Write); // fails only if the client is gone
     let (until, mut scratch) = (Instant::now() + Duration::from_secs(1), Vec::new());
     while let Ok(Some(1..)) = read_more(&mut stream, &mut scratch, until) {
         scratch.clear(); // at most one second of whatever the client still sends
