@@ -94,7 +94,7 @@ fn run(args: &Args) -> io::Result<()> {
     let local: SockaddrStorage = getsockname(listener.as_raw_fd())?;
     let local = std_addr(&local).ok_or_else(|| io::Error::other("not an IP socket"))?;
     ladder::cli::announce("tcp", local)?;
-    accept_loop(&listener)
+    accept_loop(&listener, args.listen.quiet)
 }
 
 // The four calls that turn "a program" into "a server". nix wraps each C call
@@ -151,7 +151,7 @@ fn bind_error(addr: SocketAddr, err: Errno) -> io::Error {
 // (the three-way handshake needs no help from us) and then waits in the
 // backlog queue, its bytes piling up unanswered. That is this rung's failure.
 // ANCHOR: accept_loop
-fn accept_loop(listener: &OwnedFd) -> io::Result<()> {
+fn accept_loop(listener: &OwnedFd, quiet: bool) -> io::Result<()> {
     let listen_fd = listener.as_raw_fd();
     loop {
         // accept(2): int accept(int fd, struct sockaddr *addr, socklen_t *len);
@@ -164,14 +164,14 @@ fn accept_loop(listener: &OwnedFd) -> io::Result<()> {
                 continue;
             }
         };
-        serve(listen_fd, fd);
+        serve(listen_fd, fd, quiet);
     }
 }
 // ANCHOR_END: accept_loop
 
 /// One client, from accept to close. Nothing that goes wrong with one client
 /// may end the server, so this returns nothing: problems are logged.
-fn serve(listen_fd: RawFd, fd: RawFd) {
+fn serve(listen_fd: RawFd, fd: RawFd, quiet: bool) {
     // accept() could have told us the peer's address; nix's accept() leaves
     // that out, so we ask for it. If the client already reset, say so.
     let peer = getpeername::<SockaddrStorage>(fd)
@@ -179,14 +179,14 @@ fn serve(listen_fd: RawFd, fd: RawFd) {
         .and_then(|a| std_addr(&a))
         .map_or_else(|| "unknown peer".to_string(), |a| a.to_string());
     trace!("accept({listen_fd}) -> fd {fd} from {peer}");
-    log(&format!("{peer} connected"));
+    log(quiet, &format!("{peer} connected"));
     let mut echoed = 0;
     match echo_loop(fd, &mut echoed) {
-        Ok(()) => log(&format!("{peer} disconnected after {echoed} bytes")),
+        Ok(()) => log(quiet, &format!("{peer} disconnected after {echoed} bytes")),
         // ECONNRESET: the client's kernel sent a RST instead of a FIN (the
         // client crashed, or closed with unread data). EPIPE: we sent to a
         // client that had already gone. Either way: this client is over.
-        Err(err) => log(&format!("{peer} lost after {echoed} bytes: {err}")),
+        Err(err) => log(quiet, &format!("{peer} lost after {echoed} bytes: {err}")),
     }
     // close(2): int close(int fd);
     // Without this the fd leaks: accept() gave it to us, nothing else closes it.
@@ -249,8 +249,8 @@ fn send_all(fd: RawFd, mut data: &[u8]) -> nix::Result<()> {
 // ANCHOR_END: send_all
 
 /// The connection log on stderr, silenced by `--quiet`.
-fn log(line: &str) {
-    if !ladder::log::quiet() {
+fn log(quiet: bool, line: &str) {
+    if !quiet {
         eprintln!("[lesson01] {line}");
     }
 }
