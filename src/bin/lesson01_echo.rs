@@ -150,6 +150,8 @@ fn bind_error(addr: SocketAddr, err: Errno) -> io::Error {
 // calls accept(), so a second client's connection is completed by the kernel
 // (the three-way handshake needs no help from us) and then waits in the
 // backlog queue, its bytes piling up unanswered. That is this rung's failure.
+// In production, accept4(fd, SOCK_CLOEXEC) as std does, so that a program
+// started later cannot inherit the connection; this one never starts any.
 // ANCHOR: accept_loop
 fn accept_loop(listener: &OwnedFd, quiet: bool) -> io::Result<()> {
     let listen_fd = listener.as_raw_fd();
