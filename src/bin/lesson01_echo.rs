@@ -107,13 +107,8 @@ fn run(args: &Args) -> io::Result<()> {
 // borrowed fds (`listen` already takes `&fd`); until then, both styles appear.
 // ANCHOR: socket_setup
 fn listen_socket(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
-    let family = if addr.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    };
     // socket(2): int socket(int domain, int type, int protocol);
-    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    let fd = socket(family(addr), SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
     trace!("socket() -> fd {}", fd.as_raw_fd());
     // setsockopt(2): int setsockopt(int fd, int level, int name, const void *value, socklen_t len);
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
@@ -207,17 +202,14 @@ fn echo_loop(fd: RawFd, echoed: &mut u64) -> nix::Result<()> {
     loop {
         // recv(2): ssize_t recv(int fd, void *buf, size_t len, int flags);
         let n = match recv(fd, &mut buf, MsgFlags::empty()) {
-            Ok(0) => {
-                trace!("recv({fd}) -> 0 (EOF)");
-                return Ok(());
-            }
             Ok(n) => n,
-            Err(Errno::EINTR) => continue, // a signal interrupted the wait
-            Err(err) => {
-                trace!("recv({fd}) -> {err}");
-                return Err(err);
-            }
+            Err(Errno::EINTR) => continue, // a signal interrupted the wait: again
+            Err(err) => return Err(err),   // ECONNRESET and the like: give up
         };
+        if n == 0 {
+            trace!("recv({fd}) -> 0 (EOF)");
+            return Ok(());
+        }
         trace!("recv({fd}) -> {n} bytes");
         send_all(fd, &buf[..n])?;
         *echoed += n as u64;
@@ -254,6 +246,14 @@ fn send_all(fd: RawFd, mut data: &[u8]) -> nix::Result<()> {
 fn log(quiet: bool, line: &str) {
     if !quiet {
         eprintln!("[lesson01] {line}");
+    }
+}
+
+/// IPv4 or IPv6: the first argument of socket(2) must match the address.
+fn family(addr: SocketAddr) -> AddressFamily {
+    match addr {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
     }
 }
 
