@@ -279,3 +279,22 @@ fn replace_port(text: &str, port: u16, with: &str) -> String {
     out.push_str(rest);
     out
 }
+
+/// Pins `--quiet`: the echo still works, the connection log is silent.
+#[test]
+fn quiet_silences_the_connection_log() {
+    let server = start(&["--quiet"]);
+    let mut stream = server.connect().unwrap();
+    stream.write_all(b"shh").unwrap();
+    assert_eq!(read_n(&mut stream, 3), b"shh");
+    drop(stream);
+    // A second client proves the first one's disconnect was handled.
+    let mut next = server.connect().unwrap();
+    next.write_all(b"!").unwrap();
+    assert_eq!(read_n(&mut next, 1), b"!");
+    assert!(
+        !server.stderr().contains("[lesson01]"),
+        "{}",
+        server.stderr()
+    );
+}

@@ -44,6 +44,19 @@ fn visible_lines(bytes: &[u8]) -> String {
     out
 }
 
+/// stdout and stderr are read by separate threads of the harness: wait
+/// until stdout holds `needle` rather than assume it already arrived.
+fn wait_for_stdout(server: &Server, needle: &str) -> bool {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while Instant::now() < deadline {
+        if server.stdout().contains(needle) {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
 /// A GET that must be answered with 200: the server is still serving.
 fn assert_still_serving(server: &Server) {
     let mut stream = server.connect().unwrap();
@@ -352,6 +365,7 @@ fn transcript_of_a_request() {
     let mut stream = server.connect().unwrap();
     exchange(&mut stream, request.as_bytes()).unwrap();
     assert!(server.wait_for_stderr("\" 200 ", IO_TIMEOUT));
+    assert!(wait_for_stdout(&server, "-----\n"));
     let text = format!(
         "{}\n{}{}",
         server.announce,
@@ -424,4 +438,16 @@ fn transcript_of_curl_verbose() {
         );
         snapshot(name, &normalise(&text.join("\n"), port));
     }
+}
+
+/// Pins `--quiet`: no access log, but the request head is still printed.
+#[test]
+fn quiet_silences_the_access_log() {
+    let server = start(&["--quiet"]);
+    let mut stream = server.connect().unwrap();
+    let response = exchange(&mut stream, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert_still_serving(&server);
+    assert!(!server.stderr().contains("\" 200 "), "{}", server.stderr());
+    assert!(wait_for_stdout(&server, "GET /hello HTTP/1.1\n"));
 }
