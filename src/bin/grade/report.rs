@@ -15,16 +15,31 @@ pub fn human(exercise: &Exercise, binary: &str, outcomes: &[Outcome], start_hint
     let mut out = String::new();
     let _ = writeln!(out, "grading {} against {binary}", exercise.name);
     let _ = writeln!(out);
-    for outcome in outcomes {
+    let width = outcomes.iter().map(|o| o.name.len()).max().unwrap_or(0);
+    for (i, outcome) in outcomes.iter().enumerate() {
         let mark = if outcome.failure.is_none() {
             "PASS"
         } else {
             "FAIL"
         };
-        let _ = writeln!(out, "{mark}  {:<24} {}", outcome.name, outcome.title);
+        let _ = writeln!(out, "{mark}  {:<width$}  {}", outcome.name, outcome.title);
         let Some(failure) = &outcome.failure else {
             continue;
         };
+        // A server that does not start fails every stage the same way: say
+        // it once.
+        let same = outcomes[..i].iter().find(|o| {
+            o.failure.as_ref().is_some_and(|f| {
+                f.expected == failure.expected
+                    && !f.detail.is_empty()
+                    && without_digits(&f.detail) == without_digits(&failure.detail)
+            })
+        });
+        if let Some(earlier) = same {
+            let _ = writeln!(out, "      (the same failure as {})", earlier.name);
+            let _ = writeln!(out);
+            continue;
+        }
         let field = |out: &mut String, label: &str, text: &str| {
             let mut lines = text.lines();
             let _ = writeln!(out, "      {label:<9} {}", lines.next().unwrap_or(""));
@@ -62,6 +77,11 @@ pub fn human(exercise: &Exercise, binary: &str, outcomes: &[Outcome], start_hint
     let _ = writeln!(out);
     let _ = writeln!(out, "{} passed, {failed} failed", outcomes.len() - failed);
     out
+}
+
+/// Text with pids and thread ids left out, to recognise a repeated failure.
+fn without_digits(text: &str) -> String {
+    text.chars().filter(|c| !c.is_ascii_digit()).collect()
 }
 
 fn quoted(text: &str) -> String {

@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::{self, Server};
@@ -103,12 +104,17 @@ impl Ctx {
         }
     }
 
-    /// Start the server with `args` (plus `--port 0`) and wait for its
+    /// Start the server with `args` plus `--port 0` and wait for its
     /// announce line. A server that cannot start fails the stage, with its
     /// stderr in the report.
     pub fn start(&mut self, args: &[&str]) -> Result<&mut Server, Failure> {
         self.server = None;
-        match Server::start(&self.bin, args) {
+        let mut command = Command::new(&self.bin);
+        command.args(args).args(["--port", "0"]);
+        // A panic's message and location say enough; a backtrace (if the
+        // caller's environment asks for one) would bury the report.
+        command.env("RUST_BACKTRACE", "0");
+        match Server::spawn(command) {
             Ok(server) => Ok(self.server.insert(server)),
             Err(err) => Err(self
                 .fail("the server to start and print its URL as the first line on stdout")
