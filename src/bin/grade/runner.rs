@@ -418,7 +418,14 @@ fn run_one(bin: &Path, exercise: &Exercise, stage: &'static Stage) -> Outcome {
         failure.stderr = ctx.take_stderr_tail();
         failure
     });
-    drop(ctx); // stops the server's whole process group
+    // The stage is over: end the server's whole process group at once. (The
+    // harness's own drop would send SIGTERM and wait up to 3 s, which a
+    // server that ignores SIGTERM would make every stage pay.)
+    if let Some(server) = &ctx.server {
+        let group = nix::unistd::Pid::from_raw(server.pid() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    }
+    drop(ctx); // reaps it
     Outcome {
         name: stage.name,
         title: stage.title,
