@@ -9,7 +9,7 @@ mod grade_support;
 use grade_support::{exercise_bin, grade};
 
 /// Grade `bin` on `exercise` and require that exactly `stages` fail.
-fn assert_rejected_by(exercise: &str, bin: &str, stages: &[&str]) {
+fn assert_rejected_by(exercise: &str, bin: &str, stages: &[&str]) -> String {
     let graded = grade(&["--bin", &exercise_bin(bin), exercise]);
     assert_eq!(graded.failed(), stages, "{bin}:\n{}", graded.report);
     let expected_status = if stages.is_empty() { 0 } else { 1 };
@@ -23,6 +23,7 @@ fn assert_rejected_by(exercise: &str, bin: &str, stages: &[&str]) {
         "{}",
         graded.report
     );
+    graded.report
 }
 
 #[test]
@@ -66,7 +67,19 @@ fn a_hello_without_content_length_fails_content_length_exact() {
 
 #[test]
 fn a_hello_with_bare_lf_fails_status_line_crlf() {
-    assert_rejected_by("ex02", "decoy_hello_bare_lf", &["status_line_crlf"]);
+    let report = assert_rejected_by("ex02", "decoy_hello_bare_lf", &["status_line_crlf"]);
+    // The report shows the bytes with the line ends visible, says what was
+    // expected, where to look, and how to reproduce it by hand.
+    for needle in [
+        "FAIL  status_line_crlf",
+        "got:      \"HTTP/1.1 200 OK\\nContent-Type",
+        "expected: ",
+        "hint:     RFC 9112",
+        "try:      printf 'GET /hello HTTP/1.1\\r\\n",
+        "| nc -q 2 127.0.0.1 8002",
+    ] {
+        assert!(report.contains(needle), "{needle:?} not in:\n{report}");
+    }
 }
 
 #[test]

@@ -95,38 +95,41 @@ pub fn sigterm_exits_0(ctx: &mut Ctx, args: &[&str], round_trip: RoundTrip) -> R
 }
 
 /// Connection 1 is made busy by `occupy` and stays open; then `probes`
-/// further connections must each be answered by `probe` (within `patience`
-/// per read). A server that serves one client at a time is stuck with
-/// connection 1, and the kernel's listen backlog does not help it: queued
-/// connections are accepted by the kernel, not answered.
+/// more connections are opened, `request` is sent on every one of them, and
+/// only then is each answer read and judged by `check` (waiting at most
+/// `patience` per read), last connection first, while all stay open.
 ///
-/// `occupy` must leave the server waiting on connection 1 (e.g. a complete
-/// echo round trip, or half an HTTP request head). A sequential server whose
-/// read timeout is shorter than `patience` would slip through: keep
-/// `patience` below the rung's header timeout.
+/// A server that serves one client at a time is stuck with connection 1, and
+/// the kernel's listen backlog does not save it: the kernel completes and
+/// queues the other connections, and even buffers their requests, but nobody
+/// answers them. `occupy` must leave the server waiting on connection 1 (a
+/// finished echo round trip on a kept-open connection, or half an HTTP
+/// request head). A sequential server whose read timeout is shorter than
+/// `patience` would slip through: keep `patience` below the rung's header
+/// timeout.
 pub fn serves_while_busy(
     ctx: &mut Ctx,
     args: &[&str],
     occupy: fn(&mut Ctx, &mut TcpStream) -> Result<(), Failure>,
     probes: usize,
-    probe: fn(&mut Ctx, &mut TcpStream) -> Result<(), Failure>,
+    request: &[u8],
+    check: fn(&mut Ctx, &mut TcpStream) -> Result<(), Failure>,
     patience: Duration,
 ) -> Result<(), Failure> {
     ctx.start(args)?;
     let mut first = ctx.connect()?;
     occupy(ctx, &mut first)?;
-    // Open every probe connection before reading any answer, so the server
-    // cannot pass by finishing them one after another.
     let mut others = Vec::with_capacity(probes);
     for _ in 0..probes {
-        let stream = ctx.connect()?;
+        let mut stream = ctx.connect()?;
         let _ = stream.set_read_timeout(Some(patience));
+        ctx.send(&mut stream, request)?;
         others.push(stream);
     }
     for (i, stream) in others.iter_mut().enumerate().rev() {
-        probe(ctx, stream).map_err(|f| {
+        check(ctx, stream).map_err(|f| {
             f.expecting(format!(
-                "connection {} to be served while connection 1 is still open",
+                "an answer on connection {} while connection 1 is still open",
                 i + 2
             ))
         })?;

@@ -23,13 +23,22 @@ pub const EXERCISE: Exercise = Exercise {
     }],
 };
 
-fn echo_on(ctx: &mut Ctx, stream: &mut TcpStream) -> Result<(), Failure> {
-    ctx.send(stream, b"are you there?\n")?;
-    let back = ctx.recv_exact(stream, 15)?;
-    ctx.ensure(back == b"are you there?\n", "the same bytes back")
+const PROBE: &[u8] = b"are you there?\n";
+
+/// Connection 1: one echo round trip, then the connection stays open and idle.
+fn occupy(ctx: &mut Ctx, stream: &mut TcpStream) -> Result<(), Failure> {
+    ctx.send(stream, PROBE)?;
+    check(ctx, stream)
+}
+
+fn check(ctx: &mut Ctx, stream: &mut TcpStream) -> Result<(), Failure> {
+    let back = ctx.recv_exact(stream, PROBE.len())?;
+    ctx.ensure(back == PROBE, "the same bytes back")
 }
 
 fn serves_while_busy(ctx: &mut Ctx) -> Result<(), Failure> {
-    ctx.reproduce("nc 127.0.0.1 8001 in one terminal (type a line, keep it open), nc 127.0.0.1 8001 in another");
-    checks::serves_while_busy(ctx, &[], echo_on, 8, echo_on, Duration::from_secs(5))
+    ctx.reproduce(
+        "nc 127.0.0.1 8001 in one terminal (type a line, leave it open), then nc 127.0.0.1 8001 in another",
+    );
+    checks::serves_while_busy(ctx, &[], occupy, 8, PROBE, check, Duration::from_secs(5))
 }
