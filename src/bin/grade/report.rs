@@ -67,7 +67,10 @@ pub fn human(exercise: &Exercise, binary: &str, outcomes: &[Outcome], start_hint
         let _ = writeln!(out);
     }
     let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();
-    if failed > 0 {
+    let reproducible = outcomes
+        .iter()
+        .any(|o| o.failure.as_ref().is_some_and(|f| !f.reproduce.is_empty()));
+    if reproducible {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
