@@ -9,6 +9,8 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+
 use common::{IO_TIMEOUT, Server, assert_no_panic};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lesson01_echo");
@@ -64,6 +66,32 @@ fn echoes_a_large_payload_intact() {
         echoed == payload,
         "the echoed megabyte differs from what was sent"
     );
+}
+
+/// Pins the short-write loop. A blocking send() that has copied part of its
+/// buffer and is then interrupted returns the part; stopping and continuing
+/// the server (SIGSTOP, SIGCONT) while it is blocked in send() to a client
+/// that does not read yet is a reliable way to cause that. A server that
+/// ignores send()'s count loses bytes here; a correct one never does.
+#[test]
+fn short_writes_lose_nothing() {
+    let server = start(&[]);
+    let mut stream = server.connect().unwrap();
+    let payload: Vec<u8> = (0..4 << 20).map(|i: u32| (i * 13 % 253) as u8).collect();
+    let mut writer = stream.try_clone().unwrap();
+    let to_send = payload.clone();
+    let sender = thread::spawn(move || writer.write_all(&to_send));
+    // Let both directions fill up (we are not reading), then poke the server.
+    thread::sleep(Duration::from_millis(200));
+    for _ in 0..20 {
+        server.signal(Signal::SIGSTOP).unwrap();
+        thread::sleep(Duration::from_millis(5));
+        server.signal(Signal::SIGCONT).unwrap();
+        thread::sleep(Duration::from_millis(5));
+    }
+    let echoed = read_n(&mut stream, payload.len());
+    sender.join().unwrap().unwrap();
+    assert!(echoed == payload, "bytes were lost or reordered");
 }
 
 /// Pins: when the client closes its side, the server sees EOF, closes its
@@ -135,9 +163,34 @@ fn serves_one_client_at_a_time() {
         other => panic!("the second client was served while the first was connected: {other:?}"),
     }
 
+    let (port_a, port_b) = (
+        first.local_addr().unwrap().port(),
+        second.local_addr().unwrap().port(),
+    );
     drop(first);
     second.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     assert_eq!(read_n(&mut second, 3), b"two");
+    drop(second);
+    assert!(server.wait_for_stderr(
+        "disconnected after 3 bytes\n[lesson01] 127.0.0.1",
+        IO_TIMEOUT
+    ));
+    assert!(server.wait_for_stderr(&format!("{port_b} disconnected"), IO_TIMEOUT));
+
+    // The chapter's "what breaks" transcript: what each side saw, in order.
+    let log = replace_port(&server.stderr(), port_a, "[port A]");
+    let log = replace_port(&log, port_b, "[port B]");
+    let text = format!(
+        "client A: sent \"one\", got \"one\" back\n\
+         client B: connected, sent \"two\", got nothing for 500 ms\n\
+         client A: closed\n\
+         client B: got \"two\" back, closed\n\
+         server's stderr:\n{log}"
+    );
+    insta::with_settings!({snapshot_path => "../lessons/transcripts",
+        prepend_module_to_snapshot => false, omit_expression => true}, {
+        insta::assert_snapshot!("01-echo-two-clients", text);
+    });
 }
 
 /// Pins: SIGTERM ends the server with status 0 and leaves nothing behind.
