@@ -41,7 +41,7 @@ struct Args {
     url: String,
 
     /// Clients sending requests back to back
-    #[arg(short, long, default_value_t = 10)]
+    #[arg(short, long, default_value_t = 10, value_name = "N")]
     connections: usize,
 
     /// How long to run (e.g. 500ms, 10s, 2m); at most 10m
