@@ -408,6 +408,9 @@ impl Load {
             let _ = self.poll.registry().deregister(&mut conn.stream);
         }
         self.slots[i].reconnect_at = Instant::now() + pause;
+        if pause.is_zero() {
+            self.connect(i); // at once, not at the next tick
+        }
     }
 
     fn count_io_error(&mut self, err: &io::Error) {
@@ -645,54 +648,43 @@ impl Load {
     fn summary(&mut self, elapsed: Duration, open: [usize; 3]) -> String {
         let secs = elapsed.as_secs_f64();
         let [p50, p90, p99, max] = self.percentiles();
-        let mode = if self.args.new_connection_per_request {
-            "a new connection per request"
-        } else {
-            "keep-alive"
+        let (n, args) = (self.latencies.len(), &self.args);
+        let mode = match args.new_connection_per_request {
+            true => "a new connection per request",
+            false => "keep-alive",
         };
-        let mut out = String::new();
-        let _ = writeln!(out, "target:    {} ({})", self.args.url, self.addr);
-        let _ = writeln!(
-            out,
-            "clients:   {} ({mode}), {} slow, {} idle, for {secs:.1} s",
-            self.args.connections, self.args.slow, self.args.idle
-        );
-        let _ = writeln!(
-            out,
-            "requests:  {} completed, {:.1}/s",
-            self.latencies.len(),
-            self.latencies.len() as f64 / secs
-        );
-        let _ = writeln!(
-            out,
-            "latency:   p50 {p50:.2} ms, p90 {p90:.2} ms, p99 {p99:.2} ms, max {max:.2} ms"
-        );
         let statuses: Vec<String> = self
             .statuses
             .iter()
             .map(|(s, n)| format!("{s}: {n}"))
             .collect();
-        let _ = writeln!(
-            out,
-            "statuses:  {}",
-            if statuses.is_empty() {
-                "none".into()
-            } else {
-                statuses.join(", ")
-            }
-        );
-        let kinds: Vec<String> = ERROR_NAMES
+        let errors: Vec<String> = ERROR_NAMES
             .iter()
             .zip(self.errors)
-            .map(|(name, n)| format!("{} {n}", name.replace('_', " ")))
+            .map(|(e, n)| format!("{} {n}", e.replace('_', " ")))
             .collect();
-        let _ = writeln!(
-            out,
-            "errors:    {} ({})",
+        let mut out = format!(
+            "target:    {} ({})\n\
+             clients:   {} ({mode}), {} slow, {} idle, for {secs:.1} s\n\
+             requests:  {n} completed, {:.1}/s\n\
+             latency:   p50 {p50:.2} ms, p90 {p90:.2} ms, p99 {p99:.2} ms, max {max:.2} ms\n\
+             statuses:  {}\n\
+             errors:    {} ({})\n",
+            args.url,
+            self.addr,
+            args.connections,
+            args.slow,
+            args.idle,
+            n as f64 / secs,
+            if statuses.is_empty() {
+                "none".to_string()
+            } else {
+                statuses.join(", ")
+            },
             self.error_total(),
-            kinds.join(", ")
+            errors.join(", "),
         );
-        if self.args.slow + self.args.idle > 0 {
+        if args.slow + args.idle > 0 {
             let _ = writeln!(
                 out,
                 "slow/idle: {} slow open at the end ({} dropped by the server), {} idle open ({} dropped)",
