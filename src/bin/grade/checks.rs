@@ -1,6 +1,7 @@
 //! Stage bodies that every rung shares, parameterised by one round trip of
 //! the rung's protocol: no descriptor leak, a clean exit on SIGTERM, and
-//! serving a client while another one is busy (for the concurrent rungs).
+//! serving a client while another one is busy (for the concurrent rungs);
+//! and helpers for HTTP stages: [`ask`] and [`RawResponse`].
 
 use std::fs;
 use std::net::TcpStream;
@@ -149,4 +150,74 @@ pub fn close_with_reset(stream: TcpStream) {
     };
     let _ = setsockopt(&stream, sockopt::Linger, &linger);
     drop(stream);
+}
+
+/// An HTTP response read to the close and split leniently (at the first
+/// `\r\n\r\n` or bare `\n\n`), so that a stage checking one thing (say,
+/// the status) does not also fail on another (say, bare LF line ends).
+pub struct RawResponse {
+    pub bytes: Vec<u8>,
+    /// Where the head ends (after its blank line), if it does.
+    pub head_end: Option<usize>,
+}
+
+impl RawResponse {
+    pub fn new(bytes: Vec<u8>) -> RawResponse {
+        let crlf = find(&bytes, b"\r\n\r\n").map(|i| i + 4);
+        let lf = find(&bytes, b"\n\n").map(|i| i + 2);
+        let head_end = match (crlf, lf) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        RawResponse { bytes, head_end }
+    }
+
+    pub fn head(&self) -> &[u8] {
+        &self.bytes[..self.head_end.unwrap_or(self.bytes.len())]
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.bytes[self.head_end.unwrap_or(self.bytes.len())..]
+    }
+
+    /// The head's lines, without their line ends.
+    pub fn lines(&self) -> impl Iterator<Item = String> + '_ {
+        String::from_utf8_lossy(self.head())
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    /// The status code from `HTTP/1.x NNN reason`.
+    pub fn status(&self) -> Option<u16> {
+        let line = self.lines().next()?;
+        let mut words = line.split(' ');
+        words.next().filter(|v| v.starts_with("HTTP/1."))?;
+        words.next()?.parse().ok()
+    }
+
+    /// The first value of header `name` (case-insensitive), trimmed.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Where `needle` first occurs in `haystack`.
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Send `request` on a new connection and read the answer until the server
+/// closes the connection (send `Connection: close` in `request`).
+pub fn ask(ctx: &mut Ctx, request: &[u8]) -> Result<RawResponse, Failure> {
+    let mut stream = ctx.connect()?;
+    ctx.send(&mut stream, request)?;
+    let bytes = ctx.recv_to_close(&mut stream)?;
+    Ok(RawResponse::new(bytes))
 }

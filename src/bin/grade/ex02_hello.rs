@@ -5,7 +5,7 @@
 //! for its own reason only: a bare-LF response fails `status_line_crlf` and
 //! nothing else, a missing Content-Length fails `content_length_exact`.
 
-use crate::checks;
+use crate::checks::{self, RawResponse};
 use crate::runner::{Ctx, Exercise, Failure, Stage};
 
 pub const EXERCISE: Exercise = Exercise {
@@ -86,75 +86,11 @@ pub const EXERCISE: Exercise = Exercise {
 const GET: &[u8] = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
 const HEAD: &[u8] = b"HEAD /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
 
-/// A response read to the close, split leniently (CRLF or bare LF).
-struct Raw {
-    bytes: Vec<u8>,
-    /// Where the head ends (after its blank line), if it does.
-    head_end: Option<usize>,
-}
-
-impl Raw {
-    fn new(bytes: Vec<u8>) -> Raw {
-        let crlf = find(&bytes, b"\r\n\r\n").map(|i| i + 4);
-        let lf = find(&bytes, b"\n\n").map(|i| i + 2);
-        let head_end = match (crlf, lf) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        Raw { bytes, head_end }
-    }
-
-    fn head(&self) -> &[u8] {
-        &self.bytes[..self.head_end.unwrap_or(self.bytes.len())]
-    }
-
-    fn body(&self) -> &[u8] {
-        &self.bytes[self.head_end.unwrap_or(self.bytes.len())..]
-    }
-
-    fn lines(&self) -> impl Iterator<Item = String> + '_ {
-        String::from_utf8_lossy(self.head())
-            .lines()
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-            .into_iter()
-    }
-
-    /// The status code from `HTTP/1.x NNN reason`.
-    fn status(&self) -> Option<u16> {
-        let line = self.lines().next()?;
-        let mut words = line.split(' ');
-        words.next().filter(|v| v.starts_with("HTTP/1."))?;
-        words.next()?.parse().ok()
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.lines().skip(1).find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Send `request` on a new connection and read the answer to the close.
-fn ask(ctx: &mut Ctx, request: &[u8]) -> Result<Raw, Failure> {
-    let mut stream = ctx.connect()?;
-    ctx.send(&mut stream, request)?;
-    let bytes = ctx.recv_to_close(&mut stream)?;
-    Ok(Raw::new(bytes))
-}
-
 /// GET /hello must get 200.
-fn get_ok(ctx: &mut Ctx) -> Result<Raw, Failure> {
+fn get_ok(ctx: &mut Ctx) -> Result<RawResponse, Failure> {
     let curl = ctx.curl("-v", "/hello");
     ctx.reproduce(curl);
-    let raw = ask(ctx, GET)?;
+    let raw = checks::ask(ctx, GET)?;
     ctx.ensure(
         raw.status() == Some(200),
         "a response starting `HTTP/1.1 200 OK`",
@@ -218,7 +154,7 @@ fn head_has_no_body(ctx: &mut Ctx) -> Result<(), Failure> {
     ctx.start(&[])?;
     let curl = ctx.curl("-v --head", "/hello");
     ctx.reproduce(curl);
-    let raw = ask(ctx, HEAD)?;
+    let raw = checks::ask(ctx, HEAD)?;
     ctx.ensure(raw.status() == Some(200), "`HTTP/1.1 200 OK` for HEAD")?;
     ctx.ensure(
         raw.head_end.is_some(),
@@ -235,7 +171,7 @@ fn bad_request_400(ctx: &mut Ctx) -> Result<(), Failure> {
     let garbage = b"HELLO THERE\r\n\r\n";
     let reproduce = ctx.nc(garbage);
     ctx.reproduce(reproduce);
-    let raw = ask(ctx, garbage)
+    let raw = checks::ask(ctx, garbage)
         .map_err(|f| f.expecting("400 Bad Request, then the connection closed"))?;
     ctx.ensure(raw.status() == Some(400), "`HTTP/1.1 400 Bad Request`")
 }
@@ -256,7 +192,7 @@ fn header_too_large_431(ctx: &mut Ctx) -> Result<(), Failure> {
     let bytes = ctx
         .recv_to_close(&mut stream)
         .map_err(|f| f.expecting("431 Request Header Fields Too Large"))?;
-    let raw = Raw::new(bytes);
+    let raw = RawResponse::new(bytes);
     ctx.ensure(
         raw.status() == Some(431),
         "`HTTP/1.1 431 Request Header Fields Too Large`",
@@ -274,7 +210,7 @@ fn silent_client_dropped(ctx: &mut Ctx) -> Result<(), Failure> {
     let bytes = ctx.recv_to_close(&mut silent).map_err(|f| {
         f.expecting("the connection closed about 1 s after connecting (--header-timeout 1)")
     })?;
-    let raw = Raw::new(bytes);
+    let raw = RawResponse::new(bytes);
     ctx.ensure(
         raw.bytes.is_empty() || raw.status() == Some(408),
         "nothing, or a 408 Request Timeout, before the close",
@@ -285,7 +221,7 @@ fn silent_client_dropped(ctx: &mut Ctx) -> Result<(), Failure> {
 
 fn keeps_serving_after_errors(ctx: &mut Ctx) -> Result<(), Failure> {
     ctx.start(&[])?;
-    ask(ctx, b"\x16\x03\x01 not http at all\r\n\r\n")?;
+    checks::ask(ctx, b"\x16\x03\x01 not http at all\r\n\r\n")?;
     let mut half = ctx.connect()?;
     ctx.send(&mut half, b"GET /hel")?;
     drop(half);
