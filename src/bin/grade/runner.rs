@@ -421,11 +421,13 @@ fn run_one(bin: &Path, exercise: &Exercise, stage: &'static Stage) -> Outcome {
     // The stage is over: end the server's whole process group at once. (The
     // harness's own drop would send SIGTERM and wait up to 3 s, which a
     // server that ignores SIGTERM would make every stage pay.)
-    if let Some(server) = &ctx.server {
-        let group = nix::unistd::Pid::from_raw(server.pid() as i32);
-        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    if let Some(server) = ctx.server.as_mut() {
+        if server.try_exit().is_none() {
+            let group = nix::unistd::Pid::from_raw(server.pid() as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
     }
-    drop(ctx); // reaps it
+    drop(ctx); // reaps it, and kills anything left in its group
     Outcome {
         name: stage.name,
         title: stage.title,
