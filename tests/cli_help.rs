@@ -18,6 +18,8 @@ use std::process::Command;
 const BINARIES: &[(&str, &str)] = &[
     ("lesson01_echo", env!("CARGO_BIN_EXE_lesson01_echo")),
     ("lesson02_hello", env!("CARGO_BIN_EXE_lesson02_hello")),
+    ("grade", env!("CARGO_BIN_EXE_grade")),
+    ("loadgen", env!("CARGO_BIN_EXE_loadgen")),
 ];
 
 /// Binaries that do not take `--help` (yet), with the reason. Keep it short.
