@@ -18,7 +18,10 @@ use std::process::Command;
 const BINARIES: &[(&str, &str)] = &[
     ("lesson01_echo", env!("CARGO_BIN_EXE_lesson01_echo")),
     ("lesson02_hello", env!("CARGO_BIN_EXE_lesson02_hello")),
-    ("lesson04_http_server", env!("CARGO_BIN_EXE_lesson04_http_server")),
+    (
+        "lesson04_http_server",
+        env!("CARGO_BIN_EXE_lesson04_http_server"),
+    ),
     ("grade", env!("CARGO_BIN_EXE_grade")),
     ("loadgen", env!("CARGO_BIN_EXE_loadgen")),
 ];

@@ -51,6 +51,19 @@ fn lesson02_passes_every_ex02_stage() {
 }
 
 #[test]
+fn lesson04_passes_every_ex04_stage() {
+    assert_all_pass(
+        "ex04_http_server",
+        env!("CARGO_BIN_EXE_lesson04_http_server"),
+    );
+}
+
+#[test]
+fn the_ex04_skeleton_fails() {
+    assert_skeleton_fails("ex04");
+}
+
+#[test]
 fn the_ex01_skeleton_fails() {
     assert_skeleton_fails("ex01");
 }

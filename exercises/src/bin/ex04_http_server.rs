@@ -1,0 +1,560 @@
+//! # Lesson 04: a faithful `python3 -m http.server`, blocking, with a thread pool
+//!
+//! Lecture: lessons/04-http-server.md · Exercise: exercises/ex04_http_server/
+//!
+//! **New here:** serving a directory safely (in `src/static_files.rs`, read
+//! it second); a fixed pool of worker threads fed through a channel; a
+//! header-read timeout so a silent client cannot keep a thread forever;
+//! graceful shutdown that finishes the requests in flight; `sendfile(2)`.
+//!
+//! **From earlier lessons:** `ladder::http` (parse a request head, render a
+//! response head; lesson 02), `ladder::log` (the access log; lesson 02),
+//! and the infrastructure every rung shares (`cli`, `trace`, `shutdown`).
+//!
+//! **Crates used:** clap (flags), nix (`shutdown(2)`, `send(2)`, `sendfile(2)`).
+//!
+//! **Run:** `cargo run --bin lesson04_http_server -- 8004 -d /tmp/site`
+//! (the same arguments as `python3 -m http.server 8004 -d /tmp/site`).
+//!
+//! **Try:** `curl -v http://127.0.0.1:8004/`; `curl -v --path-as-is
+//! http://127.0.0.1:8004/../etc/passwd`; `--threads 1` and two `nc` clients;
+//! `--trace`; `-p HTTP/1.1` and `curl -v url url` (one connection, two requests).
+//!
+//! **Reading order:** `main` → `run` (accept loop) → `ThreadPool` →
+//! `serve_connection` → `read_head` → `send_reply`; then
+//! `ladder::static_files::respond` for what a request is answered with.
+
+// The shape of the program, one thread per box:
+//
+//   signals ──(flag + shutdown(2))──┐
+//                                   ▼
+//   main: accept(2) ── (TcpStream, peer) ──► mpsc channel ──► worker 0
+//                                                        ├──► worker 1
+//                                                        └──► worker N-1
+//
+// Each worker owns one connection at a time and does everything for it with
+// blocking calls: read the head, resolve the path, write the response. The
+// code stays as simple as lesson 02's; the price is one thread per client
+// being served, which is what "What breaks" in the lesson measures.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use ladder::http::{self, Limits, Parsed, Rejection, Request};
+use ladder::static_files::{self, Body, Reply, Root};
+use ladder::{cli, trace};
+
+/// Lesson 04: a faithful `python3 -m http.server` (static files, directory
+/// listings, conditional GET), blocking I/O on a fixed pool of threads.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    listen: cli::ListenArgs<4>,
+
+    /// Port to listen on, as Python's positional argument (overrides --port)
+    #[arg(value_name = "PORT")]
+    port_positional: Option<u16>,
+
+    /// Serve this directory
+    #[arg(short = 'd', long, value_name = "DIR", default_value = ".")]
+    directory: PathBuf,
+
+    /// Protocol of the responses; HTTP/1.1 keeps connections open between requests
+    #[arg(short = 'p', long, value_name = "VERSION", default_value = "HTTP/1.0",
+          value_parser = ["HTTP/1.0", "HTTP/1.1"])]
+    protocol: String,
+
+    /// Run scripts under /cgi-bin/ (lesson 03's runner)
+    #[arg(long)]
+    cgi: bool,
+
+    /// Worker threads in the pool (1 = one client at a time; 0 = a new thread
+    /// per connection, as Python's ThreadingHTTPServer does)
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    threads: usize,
+
+    /// Seconds a client may take to send a request head, or stay idle
+    /// between requests, or stall a response; 0 waits forever (as Python does)
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    timeout: f64,
+
+    /// Copy files through a user-space buffer (read+write) instead of sendfile(2)
+    #[arg(long)]
+    no_sendfile: bool,
+}
+
+/// What every worker needs to know, shared read-only behind an `Arc`.
+/// Nothing in it changes after start-up, so no lock is needed to read it.
+struct Config {
+    /// The served directory, canonicalized once (see `static_files::Root`).
+    root: Root,
+    /// `-p HTTP/1.1`: keep-alive allowed. Python's default, HTTP/1.0, answers
+    /// one request per connection.
+    http11: bool,
+    /// `--timeout`: `None` waits forever, as Python does.
+    timeout: Option<Duration>,
+    /// `false` with `--no-sendfile`.
+    sendfile: bool,
+    /// `--cgi`: requests under /cgi-bin/ and /htbin/ go to `cgi_reply`.
+    cgi: bool,
+    /// Request-line and header limits (lesson 02's defaults).
+    limits: Limits,
+}
+
+/// Set by the signal thread; workers check it between requests. A static,
+/// not an `Arc`, because the signal handler is installed before anything
+/// else exists, and an atomic needs no lock: one store, many loads.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+/// The listening socket's fd, so the signal thread can wake `accept`.
+static LISTENER_FD: AtomicI32 = AtomicI32::new(-1);
+
+fn main() -> ExitCode {
+    // clap prints usage and exits 2 on a bad flag, as argparse does.
+    let args = Args::parse();
+    args.listen.apply();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("lesson04_http_server: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ANCHOR: graceful_shutdown
+/// On SIGINT/SIGTERM: raise the flag, then wake the main thread, which is
+/// asleep in accept(2). shutdown(2) on a listening socket makes a blocked
+/// accept fail at once (EINVAL on Linux); the loop sees the flag and stops.
+fn on_signal(signal: nix::sys::signal::Signal) {
+    // TODO(ex04): raise STOPPING (an atomic store), then wake the main thread,
+    //   which is asleep in accept(2): shutdown(2) the listening socket whose fd
+    //   is in LISTENER_FD (nix::sys::socket::shutdown(fd, Shutdown::Read)).
+    //   Read first: lessons/04-http-server.md, "Graceful shutdown".
+    todo!("ex04: set the flag, wake accept")
+}
+// ANCHOR_END: graceful_shutdown
+
+fn run(args: Args) -> io::Result<()> {
+    // Before any thread exists, so that every thread inherits the blocked
+    // signal mask and only the signal thread ever sees SIGINT/SIGTERM.
+    ladder::shutdown::on_termination(on_signal)?;
+    // A missing directory is a start-up error, reported before we listen.
+    let root = Root::new(&args.directory)?;
+    let timeout = header_timeout(args.timeout)?;
+    let mut addr = args.listen.addr();
+    // `lesson04_http_server 8004` works like `python3 -m http.server 8004`.
+    if let Some(port) = args.port_positional {
+        addr.set_port(port);
+    }
+    // std's bind sets SO_REUSEADDR, as lesson 01 did by hand.
+    let listener = TcpListener::bind(addr)
+        .map_err(|err| io::Error::new(err.kind(), format!("binding {addr}: {err}")))?;
+    LISTENER_FD.store(listener.as_raw_fd(), Ordering::SeqCst);
+    let local = listener.local_addr()?;
+    // Python's words, with the real port; the tests find the URL in it.
+    cli::announce_line(&format!(
+        "Serving HTTP on {} port {} ({}) ...",
+        local.ip(),
+        local.port(),
+        cli::url("http", local)
+    ))?;
+    // One Config for all workers: an Arc is a shared, counted pointer; the
+    // last worker to finish drops it.
+    let config = Arc::new(Config {
+        root,
+        http11: args.protocol == "HTTP/1.1",
+        timeout,
+        sendfile: !args.no_sendfile,
+        cgi: args.cgi,
+        limits: Limits::default(),
+    });
+    let mut pool = ThreadPool::new(args.threads, config)?;
+    // ANCHOR: accept_loop
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                trace!(
+                    "accept({}) -> fd {} from {peer}",
+                    LISTENER_FD.load(Ordering::Relaxed),
+                    stream.as_raw_fd()
+                );
+                pool.execute(stream, peer)?;
+            }
+            Err(_) if STOPPING.load(Ordering::SeqCst) => break,
+            // Out of fds, a connection reset before we took it: log, go on.
+            Err(err) => {
+                eprintln!("accept: {err}");
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+    // Dropping the sender ends each worker's loop once the queue is empty;
+    // joining waits for the requests in flight to finish.
+    pool.join();
+    trace!("all workers done; exit(0)");
+    // ANCHOR_END: accept_loop
+    Ok(())
+}
+
+/// `--timeout SECS` as a Duration; 0 means none. A negative, NaN or
+/// absurdly large value is a usage error, not a panic.
+fn header_timeout(secs: f64) -> io::Result<Option<Duration>> {
+    if secs == 0.0 {
+        return Ok(None);
+    }
+    let why = "--timeout takes 0 or a positive number of seconds";
+    let bad = |_| io::Error::new(io::ErrorKind::InvalidInput, why);
+    Duration::try_from_secs_f64(secs).map(Some).map_err(bad)
+}
+
+/// An accepted connection, waiting for a worker.
+type Job = (TcpStream, SocketAddr);
+
+/// A fixed set of threads taking connections from one channel.
+///
+/// `mpsc` has many senders but one receiver, so the workers share the
+/// receiver behind a `Mutex`: whoever holds the lock waits in `recv`, and
+/// the others wait for the lock. Each job is taken by exactly one worker.
+struct ThreadPool {
+    sender: Option<mpsc::Sender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+    config: Arc<Config>,
+    /// `--threads 0`: no pool, a new thread per connection.
+    per_connection: bool,
+}
+
+impl ThreadPool {
+    // ANCHOR: thread_pool
+    fn new(size: usize, config: Arc<Config>) -> io::Result<ThreadPool> {
+        // TODO(ex04): one mpsc channel of Jobs; its receiver shared by the workers
+        //   behind Arc<Mutex<..>>; `size` threads (thread::Builder, named
+        //   "worker N") each running `worker_loop`. `--threads 0` (size 0) starts
+        //   none: `execute` then spawns a thread per connection.
+        todo!("ex04: start the workers")
+    }
+    // ANCHOR_END: thread_pool
+
+    /// Hand a connection to the pool (or, with `--threads 0`, to a new thread).
+    ///
+    /// The channel is unbounded: when every worker is busy, accepted
+    /// connections wait in it, each holding only a file descriptor. In
+    /// production, a bounded queue (`sync_channel`) would make the accept
+    /// loop stop accepting, leaving the waiting in the kernel's backlog.
+    fn execute(&mut self, stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
+        if self.per_connection {
+            // Forget threads that have finished, so the list does not grow.
+            self.workers.retain(|worker| !worker.is_finished());
+            let config = Arc::clone(&self.config);
+            let worker = thread::Builder::new().spawn(move || serve(stream, peer, &config))?;
+            self.workers.push(worker);
+            return Ok(());
+        }
+        let sender = self.sender.as_ref().expect("the sender lives until join");
+        // A send fails only if every worker is gone, which `worker_loop`
+        // never allows (it survives a panicking connection).
+        sender
+            .send((stream, peer))
+            .map_err(|_| io::Error::other("every worker thread has exited"))
+    }
+
+    /// Close the channel and wait for every worker to finish.
+    fn join(&mut self) {
+        drop(self.sender.take());
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+// ANCHOR: worker_loop
+fn worker_loop(id: usize, receiver: &Mutex<mpsc::Receiver<Job>>, config: &Config) {
+    // TODO(ex04): loop: take the next (stream, peer) from the channel, then
+    //   `serve` it. Release the lock before serving! When recv fails (the
+    //   sender was dropped and the queue is empty), return.
+    todo!("ex04: take a connection, serve it, repeat")
+}
+// ANCHOR_END: worker_loop
+
+/// Serve one connection; whatever goes wrong ends that connection only.
+fn serve(stream: TcpStream, peer: SocketAddr, config: &Config) {
+    let fd = stream.as_raw_fd();
+    // A bug must cost one connection, not a worker: catch a panic here and
+    // the thread lives on to serve the next client.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        serve_connection(stream, peer, config)
+    }));
+    match outcome {
+        Ok(Ok(())) => trace!("close({fd})"),
+        Ok(Err(err)) => trace!("close({fd}) after error: {err}"),
+        Err(_) => eprintln!("connection from {peer}: handler panicked; connection dropped"),
+    }
+}
+
+/// What reading a request head came to.
+enum Head {
+    Request {
+        request: Request,
+        consumed: usize,
+    },
+    Rejected(Rejection),
+    /// The client closed, stayed silent too long, or we are shutting down.
+    Closed(&'static str),
+}
+
+/// Answer requests on one connection until it closes.
+///
+/// One request at a time: read a head, answer it, and with keep-alive go
+/// round again. The buffer outlives each request because a client may send
+/// the next request before the first is answered (pipelining); those bytes
+/// are already in `buf` and must not be lost.
+fn serve_connection(mut stream: TcpStream, peer: SocketAddr, config: &Config) -> io::Result<()> {
+    // Small responses go out at once instead of waiting for an ACK (Nagle).
+    stream.set_nodelay(true)?;
+    // A client that stops reading our response must not hold a worker
+    // forever either: SO_SNDTIMEO bounds each write.
+    stream.set_write_timeout(config.timeout)?;
+    let mut buf = Vec::with_capacity(8 * 1024);
+    loop {
+        let (request, consumed) = match read_head(&mut stream, &mut buf, config)? {
+            Head::Request { request, consumed } => (request, consumed),
+            Head::Closed(why) => {
+                trace!("fd {}: {why}", stream.as_raw_fd());
+                return Ok(());
+            }
+            // A malformed head, too long, or too slow: answer in Python's
+            // error format and close, since we cannot know where the next
+            // request would start.
+            Head::Rejected(rejection) => {
+                let line = first_line(&buf);
+                let reply = static_files::error_reply(rejection.status, rejection.detail, false);
+                send_reply(&mut stream, reply, false, config)?;
+                ladder::log::access(peer, &line, rejection.status, None);
+                return lingering_close(stream);
+            }
+        };
+        // Keep only what follows this head: the start of the next request.
+        buf.drain(..consumed);
+        // We never read request bodies (only CGI would need them), so a
+        // request that carries one must be the last on this connection.
+        let has_body = !matches!(
+            request.body_framing(&config.limits),
+            Ok(http::BodyFraming::Empty)
+        );
+        // Under -p HTTP/1.0 (Python's default) a connection carries one
+        // request, whatever the client asks for; under HTTP/1.1 the client
+        // decides (RFC 9112 §9.3), unless we are shutting down.
+        let keep_alive =
+            config.http11 && request.keep_alive() && !has_body && !STOPPING.load(Ordering::SeqCst);
+        // What to answer is decided without touching the socket.
+        let reply = if config.cgi && is_cgi(&request) {
+            cgi_reply(&request)
+        } else {
+            static_files::respond(&config.root, &request)
+        };
+        let status = reply.status();
+        // Error replies close the connection even when keep-alive was on.
+        let close = reply.close || !keep_alive;
+        send_reply(&mut stream, reply, keep_alive, config)?;
+        // Python logs `-` for the size, so do we.
+        ladder::log::access(peer, &request.request_line(), status, None);
+        if close {
+            return if has_body {
+                lingering_close(stream)
+            } else {
+                Ok(())
+            };
+        }
+    }
+}
+
+// ANCHOR: read_head
+/// Read until `buf` holds a whole request head, within `--timeout`.
+///
+/// The deadline covers the whole head, not each read: a client that sends
+/// one byte every few seconds (slowloris) is cut off as surely as a silent
+/// one. Reads wait in short slices so a shutdown is noticed between them.
+fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, config: &Config) -> io::Result<Head> {
+    // TODO(ex04): loop until `buf` holds a whole head: first parse what is
+    //   already there (http::parse_request: Complete -> Head::Request,
+    //   Err -> Head::Rejected, Partial -> read more). One deadline for the
+    //   whole head (config.timeout); read in slices of at most 250 ms so a
+    //   shutdown (STOPPING, with nothing received) is noticed. Deadline passed:
+    //   nothing received -> Head::Closed, half a head -> a 408 Rejection.
+    todo!("ex04: read until a whole head, within --timeout")
+}
+// ANCHOR_END: read_head
+
+// ANCHOR: send_reply
+/// Write the head, then the body. A file body goes out with sendfile(2):
+/// the kernel copies from the page cache to the socket, and the bytes never
+/// enter this process (`--no-sendfile` shows the read+write way beside it).
+fn send_reply(
+    stream: &mut TcpStream,
+    mut reply: Reply,
+    keep_alive: bool,
+    config: &Config,
+) -> io::Result<()> {
+    if !config.http11 {
+        reply.head.protocol = "HTTP/1.0"; // Python answers in its -p protocol
+    }
+    reply
+        .head
+        .headers
+        .insert(0, ("Server".into(), SERVER.into()));
+    let head = reply.render_head(keep_alive);
+    match reply.body {
+        // Head and body in one write(2): one packet for a small page.
+        Body::Empty => stream.write_all(&head),
+        Body::Bytes(body) => stream.write_all(&[head, body].concat()),
+        Body::File { file, len } => {
+            // MSG_MORE: hold the head back until the file's first bytes join
+            // it, so a small response leaves in one packet.
+            send_more(stream, &head)?;
+            if config.sendfile {
+                send_file(stream, &file, len)
+            } else {
+                copy_file(stream, file, len)
+            }
+        }
+    }
+}
+// ANCHOR_END: send_reply
+
+/// The `Server` header; Python's says `SimpleHTTP/0.6 Python/3.11.7`.
+const SERVER: &str = concat!("ServerLadder/", env!("CARGO_PKG_VERSION"), " (lesson04)");
+
+/// send(2) with MSG_MORE until all of `bytes` is queued.
+fn send_more(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    use nix::sys::socket::{MsgFlags, send};
+    // nix names no MSG_MORE (Linux-only), so build the flag from libc's value.
+    let more = MsgFlags::from_bits_retain(nix::libc::MSG_MORE);
+    while !bytes.is_empty() {
+        // nix's send still takes a RawFd (it is moving to AsFd).
+        match send(stream.as_raw_fd(), bytes, more) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}
+
+/// sendfile(2) until `len` bytes are sent.
+///
+/// We pass our own `offset`, which the kernel advances; the file's own
+/// position is left alone. One call may send less than asked (the socket
+/// buffer filled up), so we loop, like lesson 01's short writes. With
+/// `--timeout`, SO_SNDTIMEO makes a call that cannot progress fail with
+/// EAGAIN: a client that stopped reading is dropped instead of holding the
+/// worker forever.
+fn send_file(stream: &TcpStream, file: &std::fs::File, len: u64) -> io::Result<()> {
+    let mut offset: nix::libc::off_t = 0;
+    let mut left = len;
+    while left > 0 {
+        let count = usize::try_from(left).unwrap_or(usize::MAX).min(1 << 30);
+        // ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
+        match nix::sys::sendfile::sendfile(stream, file, Some(&mut offset), count) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while being sent",
+                ));
+            }
+            Ok(n) => {
+                trace!(
+                    "sendfile({}, {}) -> {n} bytes",
+                    stream.as_raw_fd(),
+                    file.as_raw_fd()
+                );
+                left -= n as u64;
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "client stopped reading",
+                ));
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The user-space way: read(2) a block of the file into a buffer, write(2)
+/// it to the socket, repeat. Every byte crosses into this process and back
+/// out: two copies and two system calls per block, where sendfile needs one
+/// call and no copy through user space. (`io::copy` would not show this: on
+/// Linux, std quietly uses sendfile or splice itself when it can.)
+fn copy_file(stream: &mut TcpStream, mut file: std::fs::File, len: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match file.read(&mut buf[..want]) {
+            Ok(0) => {
+                let why = "file shrank while being sent";
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, why));
+            }
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        stream.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// Close after an error without losing the response: if unread request
+/// bytes are still in our receive buffer, close(2) would send a reset, and
+/// the client could lose the response. So: stop sending (FIN), read and
+/// discard what arrives for a moment, then close (Apache's lingering close).
+fn lingering_close(mut stream: TcpStream) -> io::Result<()> {
+    stream.shutdown(Shutdown::Write)?;
+    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut sink = [0u8; 8 * 1024];
+    while Instant::now() < deadline {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The request line for the log when the head did not parse. Capped, and
+/// lossily decoded: the log must not grow with a hostile request.
+fn first_line(buf: &[u8]) -> String {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
+    line.chars().take(200).collect()
+}
+
+/// Python's CGIHTTPRequestHandler runs scripts under these directories.
+fn is_cgi(request: &Request) -> bool {
+    let path = static_files::one_leading_slash(request.path());
+    path.starts_with("/cgi-bin/") || path.starts_with("/htbin/")
+}
+
+/// `--cgi`: the hook for lesson 03's runner (`ladder::cgi`). Until that
+/// module is part of this build, CGI requests are refused with a 501.
+fn cgi_reply(request: &Request) -> Reply {
+    let head_only = request.method == "HEAD";
+    static_files::error_reply(
+        501,
+        "CGI scripts are not supported by this build",
+        head_only,
+    )
+}
