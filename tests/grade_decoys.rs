@@ -86,3 +86,41 @@ fn a_hello_with_bare_lf_fails_status_line_crlf() {
 fn a_correct_hello_passes_ex02() {
     assert_rejected_by("ex02", "control_hello", &[]);
 }
+
+#[test]
+fn a_pool_that_serves_while_holding_the_lock_fails_serves_while_busy() {
+    assert_rejected_by("ex04", "decoy_http_lock_held", &["serves_while_busy"]);
+}
+
+#[test]
+fn a_file_server_without_a_head_deadline_fails_silent_client_timeout() {
+    assert_rejected_by("ex04", "decoy_http_no_timeout", &["silent_client_timeout"]);
+}
+
+#[test]
+fn a_file_server_that_exits_at_once_fails_graceful_shutdown() {
+    assert_rejected_by("ex04", "decoy_http_exits_at_once", &["graceful_shutdown"]);
+}
+
+#[test]
+fn naive_path_joining_leaks_and_fails_both_containment_stages() {
+    assert_rejected_by(
+        "ex04",
+        "decoy_http_naive_paths",
+        &["refuses_traversal", "refuses_symlink_out"],
+    );
+}
+
+#[test]
+fn following_symlinks_out_of_the_root_fails_refuses_symlink_out() {
+    assert_rejected_by(
+        "ex04",
+        "decoy_http_follows_symlinks",
+        &["refuses_symlink_out"],
+    );
+}
+
+#[test]
+fn the_control_file_server_passes_every_ex04_stage() {
+    assert_rejected_by("ex04", "control_http_server", &[]);
+}
