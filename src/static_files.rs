@@ -383,12 +383,25 @@ pub fn not_modified(request: &Request, mtime: SystemTime) -> bool {
     let Some(since) = request.header("if-modified-since") else {
         return false;
     };
-    let Ok(since) = httpdate::parse_http_date(since.trim()) else {
+    let Ok(since) = httpdate::parse_http_date(&as_gmt(since.trim())) else {
         return false; // an ill-formed date is ignored, not an error
     };
     unix_seconds(mtime) <= unix_seconds(since)
 }
 // ANCHOR_END: conditional_get
+
+/// Python parses `If-Modified-Since` as an e-mail date, so `+0000`, `-0000`
+/// and `UTC` mean GMT there too (`date -u -R` prints `+0000`); say `GMT` so
+/// httpdate, which knows only HTTP's three formats, accepts them. Any other
+/// offset is ignored by Python, and fails to parse here.
+fn as_gmt(date: &str) -> String {
+    for zone in [" +0000", " -0000", " UTC"] {
+        if let Some(rest) = date.strip_suffix(zone) {
+            return format!("{rest} GMT");
+        }
+    }
+    date.to_string()
+}
 
 /// Whole seconds since 1970 (a time before 1970 counts as 0).
 fn unix_seconds(t: SystemTime) -> u64 {

@@ -196,6 +196,27 @@ fn matches_python_http_server() {
             compared += 1;
         }
     }
+    // If-Modified-Since in the forms people type: Python reads it as an
+    // e-mail date, so `+0000` is GMT too; other offsets are ignored.
+    let stamp = ask(&python, "GET /a.txt HTTP/1.0\r\n\r\n")
+        .header("Last-Modified")
+        .unwrap()
+        .to_string();
+    let numeric = stamp.replace(" GMT", " +0000");
+    let zones = [
+        stamp.clone(),
+        numeric.clone(),
+        stamp.replace(" GMT", " -0000"),
+        stamp.replace(" GMT", " UTC"),
+        stamp.replace(" GMT", " +0100"),
+        "Thu, 01 Jan 1970 00:00:00 GMT".to_string(),
+        "not a date".to_string(),
+    ];
+    for since in zones {
+        let raw = format!("GET /a.txt HTTP/1.0\r\nIf-Modified-Since: {since}\r\n\r\n");
+        let (want, got) = (ask(&python, &raw), ask(&ours, &raw));
+        assert_eq!(got.status, want.status, "If-Modified-Since: {since}");
+    }
     // Python without --cgi, like us: 501 in its error format.
     let post = "POST /a.txt HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc";
     let (want, got) = (ask(&python, post), ask(&ours, post));
