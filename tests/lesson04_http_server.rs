@@ -451,6 +451,14 @@ fn post_is_not_implemented_without_cgi() {
     );
     assert_eq!(response.header("Connection"), Some("close"));
     assert!(String::from_utf8_lossy(&response.body).contains("Unsupported method ('POST')"));
+    // With --cgi, Python says why instead: POST only runs CGI scripts.
+    let cgi = start(&fixture.root(), &["--cgi"]);
+    let response = ask(
+        &cgi,
+        "POST /a.txt HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    assert_eq!(response.status, 501);
+    assert!(String::from_utf8_lossy(&response.body).contains("Can only POST to CGI scripts"));
 }
 
 // ---------------------------------------------------------------------------

@@ -379,6 +379,9 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, config: &Config) ->
         // What to answer is decided without touching the socket.
         let reply = if config.cgi && is_cgi(&request) {
             cgi_reply(&request)
+        } else if config.cgi && request.method == "POST" {
+            // Python's CGIHTTPRequestHandler: POST means "run a script".
+            static_files::error_reply(501, "Can only POST to CGI scripts", false)
         } else {
             static_files::respond(&config.root, &request)
         };
