@@ -130,7 +130,10 @@ struct Connection {
     /// Is WRITABLE in this socket's interest set right now?
     want_write: bool,
     /// What this connection is waiting for, and since when (timeouts).
+    /// `None` restarts the clock at the next `arm` (progress was made).
     wait: Option<Wait>,
+    /// The same, for `--trace` only: not reset by progress.
+    state: Wait,
     since: Instant,
     /// When the timeout fires; and the time of our entry in the timer heap.
     deadline: Instant,
@@ -161,6 +164,17 @@ enum Wait {
     Reader,
     /// The client's EOF after our `Connection: close` answer.
     Linger,
+}
+
+impl Wait {
+    fn describe(self) -> &'static str {
+        match self {
+            Wait::Request => "reading a request",
+            Wait::Idle => "idle keep-alive",
+            Wait::Reader => "writing, the client reads slowly",
+            Wait::Linger => "lingering close",
+        }
+    }
 }
 
 /// A file body being streamed: the open file and how much of it is left.
@@ -210,6 +224,11 @@ struct Server {
     hello: HelloCache,
     /// Where a request body we do not use is decoded to, then dropped.
     discard: Vec<u8>,
+    /// Our own handle on the waker. Without it, the signal thread would drop
+    /// the last one right after waking us, closing the eventfd; and closing
+    /// an fd takes its pending event off the ready list, so the wake-up
+    /// could vanish before this thread saw it (it did, in testing).
+    _waker: Arc<Waker>,
 }
 
 fn main() -> ExitCode {
@@ -237,7 +256,8 @@ fn run(args: Args) -> io::Result<()> {
     // Ctrl-C and SIGTERM arrive on the signal thread; it pokes the waker,
     // which makes the loop's next wait return with the WAKER token.
     let waker = poller.waker(WAKER)?;
-    ladder::shutdown::on_termination(move |_| waker.wake())?;
+    let signal_waker = Arc::clone(&waker);
+    ladder::shutdown::on_termination(move |_| signal_waker.wake())?;
     ladder::cli::announce("http", listener.local_addr()?)?;
     let config = Config {
         root,
@@ -246,14 +266,15 @@ fn run(args: Args) -> io::Result<()> {
         header_timeout: Duration::from_secs(args.header_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
     };
-    Server::new(poller, listener, config).serve()
+    Server::new(poller, listener, config, waker).serve()
 }
 // ANCHOR_END: setup
 
 impl Server {
-    fn new(poller: Poller, listener: TcpListener, config: Config) -> Server {
+    fn new(poller: Poller, listener: TcpListener, config: Config, waker: Arc<Waker>) -> Server {
         Server {
             poller,
+            _waker: waker,
             listener,
             config,
             connections: Vec::new(),
@@ -425,6 +446,12 @@ impl Server {
             Phase::Head => match parse_request(&conn.inbuf, limits) {
                 Ok(Parsed::Partial) => Ok(false), // half a head: read more
                 Ok(Parsed::Complete { request, consumed }) => {
+                    trace!(
+                        "fd {}: head complete, {consumed} of {} bytes: {}",
+                        conn.fd(),
+                        conn.inbuf.len(),
+                        request.request_line()
+                    );
                     conn.inbuf.drain(..consumed); // the rest is the next request
                     conn.wait = None; // a new request restarts the clock
                     match request.body_framing(limits) {
@@ -543,6 +570,10 @@ impl Server {
     /// nothing: the old entry fires early, sees the later deadline, re-arms.
     fn arm(&mut self, token: Token, conn: &mut Connection) {
         let wait = conn.waiting_for();
+        if conn.state != wait {
+            trace!("fd {}: state -> {}", conn.fd(), wait.describe());
+            conn.state = wait;
+        }
         if conn.wait != Some(wait) {
             conn.wait = Some(wait);
             conn.since = Instant::now();
@@ -630,6 +661,7 @@ impl Connection {
             served: 0,
             want_write: false,
             wait: None,
+            state: Wait::Request,
             since: now,
             deadline: now,
             armed: None,
