@@ -145,9 +145,11 @@ enum Phase {
     /// Waiting for a request head; `Parsed::Partial` keeps us here.
     Head,
     /// The head said a body follows: read past it, then answer `request`.
+    /// Boxed: bodies are rare here, and every idle connection would
+    /// otherwise carry room for them (about 100 bytes each).
     Body {
-        decoder: BodyDecoder,
-        request: Request,
+        decoder: Box<BodyDecoder>,
+        request: Box<Request>,
     },
 }
 
@@ -458,7 +460,8 @@ impl Server {
                         Ok(BodyFraming::Empty) => self.respond(conn, request),
                         Ok(framing) => {
                             trace!("fd {}: reading head -> reading body", conn.fd());
-                            let decoder = BodyDecoder::new(framing, limits);
+                            let decoder = Box::new(BodyDecoder::new(framing, limits));
+                            let request = Box::new(request);
                             conn.phase = Phase::Body { decoder, request };
                         }
                         Err(rejection) => conn.reject(&rejection.response(), rejection.status),
@@ -487,7 +490,7 @@ impl Server {
                     else {
                         unreachable!("matched Phase::Body above");
                     };
-                    self.respond(conn, request);
+                    self.respond(conn, *request);
                 }
                 Ok(true)
             }
