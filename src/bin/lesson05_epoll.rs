@@ -298,6 +298,7 @@ impl Server {
     /// handle what is ready, expire what is late. Nothing in it ever blocks
     /// except the wait itself, which is the whole idea.
     fn serve(&mut self) -> io::Result<()> {
+        // Reused on every turn: the loop allocates nothing to wait.
         let mut ready = Vec::with_capacity(1024);
         loop {
             let timeout = self.next_timeout();
@@ -323,17 +324,23 @@ impl Server {
             match self.listener.accept() {
                 Ok((stream, peer)) => self.admit(stream, peer),
                 Err(err) if would_block(&err) => return,
-                Err(err) if out_of_fds(&err) => {
+                // ECONNABORTED: that client gave up while queued; EINTR: a
+                // signal. Neither says anything about the next one.
+                Err(err) if aborted(&err) || interrupted(&err) => {}
+                Err(err) => {
                     // EMFILE/ENFILE: the connection stays queued in the kernel
                     // and the listener stays readable. Retrying now would spin
                     // at 100% CPU; so stop accepting, and look again later.
+                    // Any other failure is treated the same way: a pause
+                    // costs little, a spin costs a core.
+                    if !out_of_fds(&err) {
+                        eprintln!("lesson05_epoll: accept: {err}");
+                    }
                     trace!("accept -> {err}: pausing accept for {ACCEPT_PAUSE:?}");
                     self.accept_paused = true;
                     let when = Instant::now() + ACCEPT_PAUSE;
                     self.timers.push(Reverse((when, LISTENER, 0)));
                 }
-                // ECONNABORTED and friends: that client gave up; next one.
-                Err(err) => trace!("accept -> {err}"),
             }
         }
     }
@@ -358,11 +365,16 @@ impl Server {
             trace!("setup of fd {fd} failed: {err}");
             return;
         }
+        // A free slot if there is one, so tokens stay dense and the table
+        // stops growing once it has seen the busiest moment.
         let slot = self.free.pop().unwrap_or_else(|| {
             self.connections.push(None);
             self.connections.len() - 1
         });
         let token = Token(slot + FIRST_CONNECTION);
+        // READABLE only: WRITABLE is added if and when a write cannot finish.
+        // If the request already arrived, the registration itself reports
+        // the socket readable at the next wait: no bytes are missed.
         if let Err(err) = self.poller.add(stream.as_fd(), token, Want::Read) {
             trace!("epoll_ctl(ADD, fd {fd}) -> {err}");
             self.free.push(slot);
@@ -385,6 +397,10 @@ impl Server {
         let Some(mut connection) = self.connections.get_mut(slot).and_then(Option::take) else {
             return; // closed earlier in this same batch of events
         };
+        // The event may even be stale: its connection closed earlier in
+        // this batch and a new one took the slot. That is harmless, because
+        // `drive` never assumes anything is ready; it tries, and stops at
+        // WouldBlock. (mio's docs warn of such spurious events too.)
         connection.borrow_buffers(&mut self.spare_in, &mut self.spare_out);
         let next = self.drive(token, &mut connection);
         connection.return_buffers(&mut self.spare_in, &mut self.spare_out);
@@ -428,6 +444,8 @@ impl Server {
                 return Ok(Next::Close("client closed"));
             }
             match read_some(conn, &mut self.scratch)? {
+                // EOF: the client will send nothing more, but it may still be
+                // reading (a half-close, as `nc -N` does): answer, then close.
                 Some(0) => conn.peer_done = true,
                 Some(_) => {}
                 None => return Ok(Next::Keep), // drained: wait for the next edge
@@ -485,12 +503,12 @@ impl Server {
                 conn.inbuf.drain(..used);
                 conn.wait = None; // progress
                 if decoder.is_done() {
-                    let Phase::Body { request, .. } =
+                    // Back to reading heads; the request moves out of the phase.
+                    if let Phase::Body { request, .. } =
                         std::mem::replace(&mut conn.phase, Phase::Head)
-                    else {
-                        unreachable!("matched Phase::Body above");
-                    };
-                    self.respond(conn, *request);
+                    {
+                        self.respond(conn, *request);
+                    }
                 }
                 Ok(true)
             }
@@ -499,7 +517,10 @@ impl Server {
     // ANCHOR_END: answer_next
 
     /// Queue the response to one request: `/hello`, `/slow`, or a file.
+    /// Everything here runs on the loop's only thread, so it must be quick:
+    /// while it runs, no other client is read, written or accepted.
     fn respond(&mut self, conn: &mut Connection, request: Request) {
+        // RFC 9112 §9.3: HTTP/1.1 keeps the connection by default, 1.0 closes.
         let keep_alive = request.keep_alive();
         let head_only = request.method == "HEAD";
         let (status, size) = match request.path() {
@@ -519,6 +540,10 @@ impl Server {
                 (200, body.len() as u64)
             }
             _ => {
+                // Rung 4's file serving, unchanged: it decides the head and
+                // hands us an open file; how the bytes travel is our business.
+                // (Opening a file blocks the loop for a moment too. In
+                // production, nginx can move that to a thread pool: aio threads.)
                 let reply = static_files::respond(&self.config.root, &request);
                 let logged = (reply.status(), reply.length.unwrap_or(0));
                 conn.out.extend(reply.render_head(keep_alive));
@@ -533,6 +558,7 @@ impl Server {
                 logged
             }
         };
+        // The check first, so a `--quiet` benchmark does not even format it.
         if !ladder::log::quiet() {
             ladder::log::access(conn.peer, &request.request_line(), status, Some(size));
         }
@@ -595,6 +621,8 @@ impl Server {
     // ANCHOR_END: timers
 
     /// The poll timeout: time until the earliest deadline, or forever.
+    /// The earliest entry may be stale; then we wake up for nothing once,
+    /// which is the price of never removing entries early.
     fn next_timeout(&self) -> Option<Duration> {
         let Reverse((when, _, _)) = self.timers.peek()?;
         Some(when.saturating_duration_since(Instant::now()))
@@ -623,10 +651,15 @@ impl Server {
             }
             conn.armed = None;
             if conn.deadline <= now {
-                let wait = conn.wait;
+                // Closed without a word, as http.server and nginx do. (A
+                // 408 Request Timeout is allowed, but a client that sent
+                // nothing is rarely listening.)
+                let why = format!("timeout: {}", conn.state.describe());
                 let conn = self.connections[slot].take().expect("checked above");
-                self.close(slot, conn, &format!("timeout waiting for {wait:?}"));
+                self.close(slot, conn, &why);
             } else {
+                // The deadline moved later since this entry was pushed:
+                // push the real one now (see `arm`).
                 conn.armed = Some(conn.deadline);
                 self.timers.push(Reverse((conn.deadline, token, id)));
             }
@@ -937,6 +970,9 @@ impl Poller {
     fn add(&self, fd: BorrowedFd<'_>, token: Token, want: Want) -> io::Result<()> {
         match self {
             Poller::Mio { poll, .. } => {
+                // mio usually wraps its own socket types; `SourceFd` lets it
+                // watch any fd, so both back ends share std's sockets (made
+                // non-blocking by hand, which mio's types would do for us).
                 let interest = mio_interest(want);
                 poll.registry()
                     .register(&mut SourceFd(&fd.as_raw_fd()), token, interest)
@@ -974,6 +1010,8 @@ impl Poller {
     }
 
     /// Block until something is ready or `timeout` passes; fill `ready`.
+    /// At most 1024 events come back per call; if more sockets are ready,
+    /// the next call returns the rest, so nothing is lost.
     fn wait(&mut self, timeout: Option<Duration>, ready: &mut Vec<Ready>) -> io::Result<()> {
         ready.clear();
         let result = match self {
@@ -1012,8 +1050,10 @@ impl Poller {
                 }
             }
         };
+        // EINTR: a signal arrived during the wait (only a debugger or
+        // strace attaching does that here; ours wait on their own thread).
         match result {
-            Err(err) if interrupted(&err) => {} // a signal: just look again
+            Err(err) if interrupted(&err) => {} // just look again
             other => other?,
         }
         if ladder::trace::enabled() {
@@ -1092,6 +1132,10 @@ fn would_block(err: &io::Error) -> bool {
 
 fn interrupted(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::Interrupted
+}
+
+fn aborted(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::ConnectionAborted
 }
 
 /// EMFILE: this process has used up its fd limit; ENFILE: the whole
