@@ -86,11 +86,11 @@ struct Args {
     max_connections: usize,
 
     /// Seconds a client has to send a whole request head
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = seconds())]
     header_timeout: u64,
 
     /// Seconds an idle keep-alive connection, or a client that stopped reading, is kept
-    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = seconds())]
     idle_timeout: u64,
 
     /// Run the loop on the bare epoll system calls (through nix) instead of mio
@@ -893,6 +893,12 @@ impl HelloCache {
             out.extend_from_slice(HELLO);
         }
     }
+}
+
+/// Timeouts up to a day: a deadline is `Instant + timeout`, which must not
+/// overflow (with `u64::MAX` seconds it would, and panic).
+fn seconds() -> clap::builder::RangedU64ValueParser {
+    clap::value_parser!(u64).range(0..=86_400)
 }
 
 /// Raise the soft limit on open files to the hard limit: every connection
