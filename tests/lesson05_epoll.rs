@@ -267,6 +267,52 @@ fn partial_writes_a_slow_reader_stalls_nobody() {
     common::assert_no_panic(&server);
 }
 
+/// Resident memory of a process in KiB (VmRSS in /proc/PID/status).
+fn rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Backpressure: a client that pipelines requests without ever reading the
+/// answers is not read further once its answers back up, so the server's
+/// memory stays bounded and its writes stall; others are still served.
+#[test]
+fn a_client_that_never_reads_is_held_back() {
+    let dir = TempDir::new("backpressure");
+    let server = start(&dir, &[]);
+    let flood = server.connect().unwrap();
+    flood
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    // 32 MiB of requests: more than all the socket buffers between us hold.
+    let chunk = HELLO_REQUEST.repeat(32 * 1024);
+    let mut writer = flood.try_clone().unwrap();
+    let sent = thread::spawn(move || {
+        let mut total = 0usize;
+        for _ in 0..32 {
+            if writer.write_all(&chunk).is_err() {
+                return (total, true);
+            }
+            total += chunk.len();
+        }
+        (total, false)
+    });
+    let (total, stalled) = sent.join().unwrap();
+    assert!(
+        stalled,
+        "all {total} bytes were taken: the server read without bound"
+    );
+    assert_hello(&mut server.connect().unwrap());
+    let rss = rss_kib(server.pid());
+    assert!(
+        rss < 32 * 1024,
+        "the server holds {rss} KiB for one client that never reads"
+    );
+    drop(flood);
+    common::assert_no_panic(&server);
+}
+
 #[test]
 fn header_timeout_drops_a_silent_client() {
     let dir = TempDir::new("headertimeout");
