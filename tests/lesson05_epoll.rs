@@ -609,3 +609,23 @@ fn trace_transcript() {
         insta::assert_snapshot!("05-epoll-trace", text);
     });
 }
+
+/// The same server on the bare epoll calls (`--raw-epoll`): one request, so
+/// the narration shows epoll_create1 and each epoll_ctl. The lesson quotes it.
+#[test]
+fn raw_epoll_trace_transcript() {
+    let dir = TempDir::new("rawtrace");
+    let mut server =
+        Server::start(BIN, &["--raw-epoll", "--trace", "--directory", &dir.arg()]).unwrap();
+    let mut stream = server.connect().unwrap();
+    assert_hello(&mut stream);
+    assert!(server.wait_for_stderr("idle keep-alive", IO_TIMEOUT));
+    drop(stream);
+    assert!(server.wait_for_stderr("close(fd", IO_TIMEOUT));
+    server.terminate(IO_TIMEOUT);
+    let text = normalise(&server.stderr(), server.addr.port());
+    insta::with_settings!({snapshot_path => "../lessons/transcripts",
+        prepend_module_to_snapshot => false, omit_expression => true}, {
+        insta::assert_snapshot!("05-epoll-raw-trace", text);
+    });
+}

@@ -349,8 +349,12 @@ impl Server {
     /// Give an accepted socket a slot and a token, or refuse it politely.
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
         let fd = stream.as_raw_fd();
+        trace!(
+            "accept({}) -> fd {fd} from {peer}",
+            self.listener.as_raw_fd()
+        );
         if self.live >= self.config.max_connections {
-            trace!("accept -> fd {fd} from {peer}: over --max-connections, 503");
+            trace!("fd {fd}: over --max-connections: 503, close");
             refuse(stream);
             return;
         }
@@ -380,7 +384,6 @@ impl Server {
             self.free.push(slot);
             return;
         }
-        trace!("accept -> fd {fd} from {peer}, token {}", token.0);
         self.next_id += 1;
         let mut connection = Connection::new(stream, peer, self.next_id);
         self.arm(token, &mut connection);
@@ -974,6 +977,7 @@ impl Poller {
 
     /// Start watching `fd` (epoll_ctl(EPOLL_CTL_ADD)).
     fn add(&self, fd: BorrowedFd<'_>, token: Token, want: Want) -> io::Result<()> {
+        trace!("epoll_ctl(ADD, fd {}, token {})", fd.as_raw_fd(), token.0);
         match self {
             Poller::Mio { poll, .. } => {
                 // mio usually wraps its own socket types; `SourceFd` lets it
@@ -986,7 +990,6 @@ impl Poller {
             Poller::Raw { epoll, .. } => {
                 // epoll_ctl(2): int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
                 let event = EpollEvent::new(Poller::raw_flags(want), token.0 as u64);
-                trace!("epoll_ctl(ADD, fd {}, token {})", fd.as_raw_fd(), token.0);
                 Ok(epoll.add(fd, event)?)
             }
         }
@@ -1076,6 +1079,9 @@ impl Poller {
                 // What mio::Waker is on Linux: an eventfd, a counter the
                 // kernel reports readable once someone adds to it.
                 let eventfd = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
+                let fd = eventfd.as_fd().as_raw_fd();
+                trace!("eventfd(0, EFD_NONBLOCK|EFD_CLOEXEC) -> fd {fd}");
+                trace!("epoll_ctl(ADD, fd {fd}, token {})", token.0);
                 let event =
                     EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, token.0 as u64);
                 epoll.add(eventfd.as_fd(), event)?;
