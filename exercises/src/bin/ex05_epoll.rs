@@ -181,21 +181,31 @@ impl Wait {
 
 /// A file body being streamed: the open file and how much of it is left.
 struct FileBody {
+    /// Opened by `static_files::respond`, read from where the last chunk ended.
     file: File,
+    /// Bytes still to send: the Content-Length promised minus what was read.
     left: u64,
 }
 
 /// What `drive` decided about a connection.
 enum Next {
+    /// Keep it: its socket is drained (or its output is stuck), and the
+    /// next event will bring us back.
     Keep,
+    /// Close it, for this reason (shown by `--trace`).
     Close(&'static str),
 }
 
 /// Settings from the command line.
 struct Config {
+    /// The served directory, canonicalized once (`ladder::static_files`).
     root: Root,
+    /// How big a request may be (lesson 02's defaults: 8 KiB request line,
+    /// 64 KiB head, 10 MiB body).
     limits: Limits,
+    /// `--max-connections`: over it, newcomers get a 503.
     max_connections: usize,
+    /// `--header-timeout` and `--idle-timeout` (see [`Wait`]).
     header_timeout: Duration,
     idle_timeout: Duration,
 }
@@ -783,7 +793,9 @@ fn burn_cpu(query: &str) -> u64 {
 /// the benchmark route then costs a copy, not a formatting pass.
 #[derive(Default)]
 struct HelloCache {
+    /// The Unix second the heads were rendered in (their Date header).
     second: u64,
+    /// The head with `Connection: keep-alive`, and the one with `close`.
     keep_alive: Vec<u8>,
     close: Vec<u8>,
 }
@@ -848,14 +860,20 @@ enum Poller {
 /// What we ask to be told about a socket.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Want {
+    /// The usual state: tell us about new bytes (and about hang-ups).
     Read,
+    /// Also tell us when the send buffer has room: only while output is stuck.
     ReadWrite,
 }
 
 /// One readiness event, in our own words.
 struct Ready {
+    /// Which socket: the number we chose when we registered it.
     token: Token,
+    /// Bytes (or EOF, or an error) wait to be read. Only `--trace` looks at
+    /// these two flags: `drive` tries everything anyway.
     readable: bool,
+    /// The send buffer has room again.
     writable: bool,
 }
 
@@ -938,6 +956,8 @@ impl Poller {
     fn wait(&mut self, timeout: Option<Duration>, ready: &mut Vec<Ready>) -> io::Result<()> {
         ready.clear();
         let result = match self {
+            // A hang-up or an error counts as readable: the next read
+            // reports it (as 0 bytes, or as the error), so `drive` sees it.
             Poller::Mio { poll, events } => poll.poll(events, timeout).map(|()| {
                 ready.extend(events.iter().map(|event| Ready {
                     token: event.token(),
@@ -958,6 +978,7 @@ impl Poller {
                     Ok(n) => {
                         ready.extend(events[..n].iter().map(|event| {
                             let flags = event.events();
+                            // EPOLLHUP and EPOLLERR are reported even unasked.
                             let hangup = EpollFlags::EPOLLHUP
                                 | EpollFlags::EPOLLERR
                                 | EpollFlags::EPOLLRDHUP;
