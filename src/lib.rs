@@ -11,6 +11,7 @@
 //! | [`shutdown`] | 01 (not taught) | clean exit on Ctrl-C and SIGTERM |
 //! | [`http`] | 02 | HTTP/1.1 without I/O: parse, frame, render |
 //! | [`log`] | 02 | the access log in `http.server`'s format |
+//! | [`static_files`] | 04 | serving a directory as `python3 -m http.server` does |
 
 #![forbid(unsafe_code)]
 
@@ -18,4 +19,5 @@ pub mod cli;
 pub mod http;
 pub mod log;
 pub mod shutdown;
+pub mod static_files;
 pub mod trace;

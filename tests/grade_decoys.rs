@@ -86,3 +86,26 @@ fn a_hello_with_bare_lf_fails_status_line_crlf() {
 fn a_correct_hello_passes_ex02() {
     assert_rejected_by("ex02", "control_hello", &[]);
 }
+
+#[test]
+fn a_busy_looping_server_fails_idle_without_spinning() {
+    assert_rejected_by("ex05", "decoy_epoll_busy_loop", &["idle_without_spinning"]);
+}
+
+#[test]
+fn a_blocking_one_client_at_a_time_server_fails_the_concurrency_stages() {
+    // The kernel completes and queues the waiting clients' connections, and
+    // buffers their requests; nobody answers them while one client is served.
+    assert_rejected_by(
+        "ex05",
+        "decoy_epoll_blocking",
+        &["slow_reader", "many_clients"],
+    );
+}
+
+#[test]
+fn a_polling_server_that_naps_passes_ex05() {
+    // Crude (it wakes a thousand times a second), but nothing the stages can
+    // see is wrong with it: the control shows they ask no more than they say.
+    assert_rejected_by("ex05", "control_epoll_polling", &[]);
+}

@@ -1,0 +1,725 @@
+//! Serving a directory the way `python3 -m http.server` does: map a URL path
+//! to a file without ever leaving the served directory, list directories,
+//! guess the Content-Type, answer conditional GETs, and write error pages in
+//! Python's format.
+//!
+//! Introduced in lesson 04 (lessons/04-http-server.md), used by 05.
+//!
+//! Nothing here touches a socket. [`respond`] takes a parsed request and
+//! returns a [`Reply`]: a response head plus a [`Body`] saying what follows
+//! it (bytes already in memory, or an open file and how much of it to send).
+//! Lesson 04's blocking workers and lesson 05's event loop drive the same
+//! `Reply`, each writing it out its own way, and a file body can go out with
+//! `sendfile(2)` without passing through the program's memory.
+//!
+//! The steps, in the order `respond` takes them:
+//!
+//! 1. [`url_to_segments`]: split the request target, percent-decode each
+//!    segment, and refuse anything that could climb out (`..`, encoded
+//!    slashes, backslashes, NUL bytes, absolute-form targets);
+//! 2. [`resolve`]: look at the file system; a directory asked for without
+//!    its slash is redirected, a directory with `index.html` serves that, a
+//!    symlink leading outside the root is refused;
+//! 3. a file becomes a 200 (or a 304, see [`not_modified`]), a directory a
+//!    listing ([`listing_html`]), anything else an error page ([`error_page`]).
+
+use std::ffi::OsString;
+use std::fs::{self, File, Metadata};
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::http::{Framing, Rejection, Request, ResponseHead};
+
+/// The directory being served, canonicalized once at start-up so every
+/// later check compares like with like (no `.`/`..`, no symlinks, absolute).
+#[derive(Debug, Clone)]
+pub struct Root {
+    dir: PathBuf,
+}
+
+impl Root {
+    /// Canonicalize `dir`; fails if it does not exist or is not a directory.
+    pub fn new(dir: &Path) -> io::Result<Root> {
+        let dir = fs::canonicalize(dir)
+            .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", dir.display())))?;
+        if !dir.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
+        Ok(Root { dir })
+    }
+
+    /// The canonical directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// What a request target names, once the file system has been asked.
+#[derive(Debug)]
+pub enum Resolved {
+    /// A regular file inside the root, already open, with its `fstat`;
+    /// `name` is the last segment of its URL (or the index file's name),
+    /// which the Content-Type is guessed from, as Python does.
+    File {
+        file: File,
+        meta: Metadata,
+        name: String,
+    },
+    /// A directory (inside the root) with no index file: list it.
+    Listing { dir: PathBuf },
+    /// A directory asked for without its trailing slash: send the client to
+    /// this `Location`, so that relative links in the listing work.
+    Redirect { location: String },
+}
+
+/// What follows the response head.
+#[derive(Debug)]
+pub enum Body {
+    /// Nothing: a HEAD request, a 304, a redirect.
+    Empty,
+    /// A body already in memory: a listing or an error page.
+    Bytes(Vec<u8>),
+    /// Send `len` bytes of this file from its start. The caller copies them
+    /// (`sendfile(2)`, or `read`+`write`); if the file turns out shorter (it
+    /// was truncated meanwhile), the framing is broken and the caller must
+    /// close the connection.
+    File { file: File, len: u64 },
+}
+
+/// A response ready to be written: the head (status and the headers this
+/// module decided), the Content-Length to announce, and the body to send.
+#[derive(Debug)]
+pub struct Reply {
+    pub head: ResponseHead,
+    /// `Some(n)`: announce `Content-Length: n` (also for HEAD, which then
+    /// sends no body). `None`: no length header at all (304).
+    pub length: Option<u64>,
+    pub body: Body,
+    /// Error pages end the connection, as `http.server`'s `send_error` does.
+    pub close: bool,
+}
+
+impl Reply {
+    /// The status code, for the access log.
+    pub fn status(&self) -> u16 {
+        self.head.status
+    }
+
+    /// Render the head. `keep_alive` is the caller's decision (protocol,
+    /// the client's `Connection` header); an error reply overrides it.
+    pub fn render_head(&self, keep_alive: bool) -> Vec<u8> {
+        let framing = match self.length {
+            Some(n) => Framing::Length(n),
+            None => Framing::NoBody,
+        };
+        self.head.render(framing, keep_alive && !self.close)
+    }
+}
+
+/// The methods this module serves; anything else is 501, as in Python.
+pub const METHODS: &[&str] = &["GET", "HEAD"];
+
+/// Answer one request for a file under `root`: the whole of
+/// `SimpleHTTPRequestHandler.send_head`, without the socket.
+pub fn respond(root: &Root, request: &Request) -> Reply {
+    let head_only = request.method == "HEAD";
+    if request.check_method(METHODS).is_err() {
+        let message = unsupported_method(&request.method);
+        return error_reply(501, &message, head_only);
+    }
+    let target = one_leading_slash(&request.target);
+    let resolved = match resolve(root, target) {
+        Ok(resolved) => resolved,
+        Err(refusal) => return error_reply(refusal.status, refusal.detail, head_only),
+    };
+    match resolved {
+        Resolved::Redirect { location } => Reply {
+            // Python sends Content-Length: 0 on its 301, so do we.
+            head: ResponseHead::new(301).header("Location", location),
+            length: Some(0),
+            body: Body::Empty,
+            close: false,
+        },
+        Resolved::Listing { dir } => match listing_html(&dir, target) {
+            Ok(html) => {
+                let head =
+                    ResponseHead::new(200).header("Content-Type", "text/html; charset=utf-8");
+                bytes_reply(head, html, head_only)
+            }
+            Err(_) => error_reply(404, "No permission to list directory", head_only),
+        },
+        Resolved::File { file, meta, name } => file_reply(request, file, &meta, &name, head_only),
+    }
+}
+
+/// A 200 for an open file, or a 304 if the client's copy is current.
+fn file_reply(
+    request: &Request,
+    file: File,
+    meta: &Metadata,
+    name: &str,
+    head_only: bool,
+) -> Reply {
+    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+    if not_modified(request, mtime) {
+        // Python's 304 carries no Content-Type and no Content-Length.
+        return Reply {
+            head: ResponseHead::new(304),
+            length: None,
+            body: Body::Empty,
+            close: false,
+        };
+    }
+    let len = meta.len();
+    let head = ResponseHead::new(200)
+        .header("Content-Type", content_type(name))
+        .header("Last-Modified", http_date(mtime));
+    let body = if head_only {
+        Body::Empty
+    } else {
+        Body::File { file, len }
+    };
+    Reply {
+        head,
+        length: Some(len),
+        body,
+        close: false,
+    }
+}
+
+/// The reply for a body held in memory; HEAD announces it without sending it.
+fn bytes_reply(head: ResponseHead, body: Vec<u8>, head_only: bool) -> Reply {
+    Reply {
+        head,
+        length: Some(body.len() as u64),
+        body: if head_only {
+            Body::Empty
+        } else {
+            Body::Bytes(body)
+        },
+        close: false,
+    }
+}
+
+/// An error page in Python's format, ending the connection as Python does.
+pub fn error_reply(status: u16, message: &str, head_only: bool) -> Reply {
+    let page = error_page(status, message).into_bytes();
+    let head = ResponseHead::new(status).header("Content-Type", "text/html;charset=utf-8");
+    let mut reply = bytes_reply(head, page, head_only);
+    reply.close = true;
+    reply
+}
+
+/// Python's `send_error` message for a method it has no `do_X` for.
+fn unsupported_method(method: &str) -> String {
+    // Python formats it with %r; a method token never holds `"` or `\`.
+    if method.contains('\'') {
+        format!("Unsupported method (\"{method}\")")
+    } else {
+        format!("Unsupported method ('{method}')")
+    }
+}
+
+// ANCHOR: url_to_segments
+/// Split a request target into file-name segments, decoded, or refuse it.
+///
+/// The rules, and why each exists:
+/// - only origin-form targets (`/path`); `*` and `http://host/...` are 400;
+/// - the query (`?...`) and a stray fragment (`#...`) are not part of the path;
+/// - each segment is split off *before* it is percent-decoded, so `%2f` can
+///   never become a separator, and a decoded `/` is refused rather than
+///   guessed at (no file name on Unix can contain one anyway);
+/// - `..` (also as `%2e%2e`), a NUL byte and a backslash are refused; empty
+///   segments and `.` are dropped, as `posixpath.normpath` drops them.
+pub fn url_to_segments(target: &str) -> Result<Vec<OsString>, Rejection> {
+    if !target.starts_with('/') {
+        return Err(Rejection::new(400, "Only origin-form targets are served"));
+    }
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    let mut segments = Vec::new();
+    for raw in path.split('/') {
+        let name = percent_decode(raw);
+        match name.as_slice() {
+            b"" | b"." => continue,
+            b".." => return Err(Rejection::new(400, "Parent directory in path")),
+            _ if name.contains(&0) => return Err(Rejection::new(400, "NUL byte in path")),
+            _ if name.contains(&b'/') => return Err(Rejection::new(400, "Encoded slash in path")),
+            _ if name.contains(&b'\\') => return Err(Rejection::new(400, "Backslash in path")),
+            _ => segments.push(OsString::from_vec(name)),
+        }
+    }
+    Ok(segments)
+}
+// ANCHOR_END: url_to_segments
+
+/// Map a request target to what it names under `root`.
+///
+/// Errors are the statuses to answer with: 400 for a target refused by
+/// [`url_to_segments`], 403 for a path that leads outside the root through a
+/// symlink, 404 for anything missing, unreadable or not a regular file.
+pub fn resolve(root: &Root, target: &str) -> Result<Resolved, Rejection> {
+    let target = one_leading_slash(target);
+    let segments = url_to_segments(target)?;
+    let mut path = root.dir.clone();
+    path.extend(&segments);
+    let not_found = Rejection::new(404, "File not found");
+    // stat(2), following symlinks: what would we really be serving?
+    let meta = fs::metadata(&path).map_err(|_| not_found.clone())?;
+    let url_path = target.split(['?', '#']).next().unwrap_or("");
+    if meta.is_dir() {
+        let dir = inside(root, &path)?;
+        if !url_path.ends_with('/') {
+            return Ok(Resolved::Redirect {
+                location: with_slash(target),
+            });
+        }
+        for index in ["index.html", "index.htm"] {
+            let candidate = dir.join(index);
+            if candidate.is_file() {
+                return open_inside(root, &candidate, index);
+            }
+        }
+        return Ok(Resolved::Listing { dir });
+    }
+    // `/file.txt/` names no directory: Python answers 404, so do we.
+    if url_path.ends_with('/') || !meta.is_file() {
+        return Err(not_found);
+    }
+    let name = segments.last().map(|s| s.to_string_lossy().into_owned());
+    open_inside(root, &path, &name.unwrap_or_default())
+}
+
+/// `//evil.example/` becomes `/evil.example/`. A Location starting with `//`
+/// would send the browser to another host (an open redirect), so Python
+/// collapses leading slashes before anything else (gh-87389); so do we.
+pub fn one_leading_slash(target: &str) -> &str {
+    if target.starts_with("//") {
+        &target[target.len() - target.trim_start_matches('/').len() - 1..]
+    } else {
+        target
+    }
+}
+
+/// `/sub?x=1` becomes `/sub/?x=1`: the slash goes after the path, and the
+/// query is kept (an empty `?` is dropped, as `urlunsplit` drops it).
+fn with_slash(target: &str) -> String {
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, query),
+        None => (target, ""),
+    };
+    let path = path.split('#').next().unwrap_or("");
+    if query.is_empty() {
+        format!("{path}/")
+    } else {
+        format!("{path}/?{query}")
+    }
+}
+
+// ANCHOR: inside_root
+/// Resolve every symlink in `path` and refuse it unless the real path is
+/// still under the root. `Path::starts_with` compares whole components, so
+/// `/srv/www-old` is not inside `/srv/www`.
+fn inside(root: &Root, path: &Path) -> Result<PathBuf, Rejection> {
+    let real = fs::canonicalize(path).map_err(|_| Rejection::new(404, "File not found"))?;
+    if real.starts_with(&root.dir) {
+        Ok(real)
+    } else {
+        crate::trace!(
+            "refused {} -> {}: outside the root",
+            path.display(),
+            real.display()
+        );
+        Err(Rejection::new(
+            403,
+            "Path leads outside the served directory",
+        ))
+    }
+}
+
+/// Open a file known to be inside the root. Between the check and the
+/// open, someone could swap a directory for a symlink (a TOCTOU race);
+/// opening the *canonical* path with O_NOFOLLOW narrows that window to the
+/// directories above it. In production, openat2(2) with RESOLVE_BENEATH
+/// makes the kernel do the check and the open as one step.
+fn open_inside(root: &Root, path: &Path, name: &str) -> Result<Resolved, Rejection> {
+    let not_found = Rejection::new(404, "File not found");
+    let real = inside(root, path)?;
+    let file = File::options()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(&real)
+        .map_err(|_| not_found.clone())?;
+    // fstat(2) on what we opened, not stat(2) on a name that may have changed.
+    let meta = file.metadata().map_err(|_| not_found.clone())?;
+    if !meta.is_file() {
+        return Err(not_found);
+    }
+    let name = name.to_string();
+    Ok(Resolved::File { file, meta, name })
+}
+// ANCHOR_END: inside_root
+
+// ANCHOR: conditional_get
+/// Should a GET for a file last modified at `mtime` be answered 304?
+///
+/// Python's rule (RFC 9110 §13.1.3): only when `If-Modified-Since` is
+/// present, parses as a date, and the file is not newer than that date at
+/// one-second resolution; and never when `If-None-Match` is present, since an
+/// entity tag, when sent, takes precedence (Python sends no ETags, so it
+/// simply ignores the date then).
+pub fn not_modified(request: &Request, mtime: SystemTime) -> bool {
+    if request.values("if-none-match").next().is_some() {
+        return false;
+    }
+    let Some(since) = request.header("if-modified-since") else {
+        return false;
+    };
+    let Ok(since) = httpdate::parse_http_date(since.trim()) else {
+        return false; // an ill-formed date is ignored, not an error
+    };
+    unix_seconds(mtime) <= unix_seconds(since)
+}
+// ANCHOR_END: conditional_get
+
+/// Whole seconds since 1970 (a time before 1970 counts as 0).
+fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// An HTTP date (`Sat, 21 Nov 2026 10:00:00 GMT`). The format only covers
+/// the years 1970 to 9999 (and httpdate panics outside them), so a file
+/// stamped earlier or later is reported at the nearest end.
+pub fn http_date(t: SystemTime) -> String {
+    const LAST: u64 = 253_402_300_799; // 9999-12-31 23:59:59
+    let secs = unix_seconds(t).min(LAST);
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+// ANCHOR: listing
+/// The directory listing page, byte for byte as Python 3.11 writes it.
+/// `target` is the request target as sent; Python shows it, query
+/// included, decoded and HTML-escaped, in the title.
+pub fn listing_html(dir: &Path, target: &str) -> io::Result<Vec<u8>> {
+    let mut names: Vec<OsString> = fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok().map(|e| e.file_name()))
+        .collect();
+    // Python: list.sort(key=lambda a: a.lower()), a stable sort.
+    names.sort_by_cached_key(|name| name.to_string_lossy().to_lowercase());
+    let shown = html_escape(&String::from_utf8_lossy(&percent_decode(target)));
+    let title = format!("Directory listing for {shown}");
+    let mut lines = vec![
+        "<!DOCTYPE HTML>".to_string(),
+        "<html lang=\"en\">".to_string(),
+        "<head>".to_string(),
+        "<meta charset=\"utf-8\">".to_string(),
+        format!("<title>{title}</title>\n</head>"),
+        format!("<body>\n<h1>{title}</h1>"),
+        "<hr>\n<ul>".to_string(),
+    ];
+    for name in names {
+        let full = dir.join(&name);
+        let mut link = name.as_bytes().to_vec();
+        let mut display = name.to_string_lossy().into_owned();
+        if full.is_dir() {
+            // follows symlinks: a link to a directory links with a slash...
+            link.push(b'/');
+            display.push('/');
+        }
+        if full.is_symlink() {
+            // ...but displays with an @, as `ls -F` does.
+            display = format!("{}@", name.to_string_lossy());
+        }
+        lines.push(format!(
+            "<li><a href=\"{}\">{}</a></li>",
+            percent_encode(&link),
+            html_escape(&display)
+        ));
+    }
+    lines.push("</ul>\n<hr>\n</body>\n</html>\n".to_string());
+    Ok(lines.join("\n").into_bytes())
+}
+// ANCHOR_END: listing
+
+/// Python's `send_error` page (its `DEFAULT_ERROR_MESSAGE`): the message is
+/// the short text, the explanation Python's description of the status.
+pub fn error_page(status: u16, message: &str) -> String {
+    let message = html_escape(message);
+    let explain = html_escape(explanation(status));
+    format!(
+        "<!DOCTYPE HTML>\n<html lang=\"en\">\n    <head>\n        \
+         <meta charset=\"utf-8\">\n        <title>Error response</title>\n    \
+         </head>\n    <body>\n        <h1>Error response</h1>\n        \
+         <p>Error code: {status}</p>\n        <p>Message: {message}.</p>\n        \
+         <p>Error code explanation: {status} - {explain}.</p>\n    \
+         </body>\n</html>\n"
+    )
+}
+
+/// The long descriptions Python's `http.HTTPStatus` gives the statuses this
+/// server sends.
+fn explanation(status: u16) -> &'static str {
+    match status {
+        400 => "Bad request syntax or unsupported method",
+        403 => "Request forbidden -- authorization will not help",
+        404 => "Nothing matches the given URI",
+        408 => "Request timed out; try again later",
+        413 => "Entity is too large",
+        414 => "URI is too long",
+        431 => {
+            "The server is unwilling to process the request because its header fields are too large"
+        }
+        500 => "Server got itself in trouble",
+        501 => "Server does not support this operation",
+        502 => "Invalid responses from another server/proxy",
+        505 => "Cannot fulfill request",
+        _ => "???",
+    }
+}
+
+/// The short message Python's `send_error` uses when given none: the
+/// reason phrase (with Python's older names for 413 and 414).
+pub fn default_message(status: u16) -> &'static str {
+    match status {
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
+        _ => crate::http::reason(status),
+    }
+}
+
+// ANCHOR: content_type
+/// The Content-Type for a file name, from its extension: Python 3.11's
+/// built-in `mimetypes` table for the common types (http.server overrides
+/// the compressions), `application/octet-stream` for anything unknown.
+///
+/// Python also reads `/etc/mime.types` when the machine has one, so its
+/// answers vary from machine to machine (`.js` is `application/javascript`
+/// built in, `text/javascript` on Debian); we always give the built-in one.
+pub fn content_type(name: &str) -> &'static str {
+    let ext = |name: &str| {
+        name.rfind('.')
+            .filter(|&i| i > 0)
+            .map(|i| name[i..].to_string())
+    };
+    let base = name
+        .rsplit('/')
+        .next()
+        .unwrap_or(name)
+        .trim_start_matches('.');
+    let Some(ext) = ext(base) else {
+        return "application/octet-stream";
+    };
+    // http.server's own table comes first, case-sensitively, then lowercased.
+    for e in [ext.as_str(), &ext.to_lowercase()] {
+        match e {
+            ".gz" => return "application/gzip",
+            ".Z" => return "application/octet-stream",
+            ".bz2" => return "application/x-bzip2",
+            ".xz" => return "application/x-xz",
+            _ => {}
+        }
+    }
+    let ext = ext.to_lowercase();
+    let found = MIME_TYPES.iter().find(|(e, _)| *e == ext);
+    found.map_or("application/octet-stream", |(_, t)| *t)
+}
+// ANCHOR_END: content_type
+
+/// Extension → type, as Python 3.11's `mimetypes` ships them.
+const MIME_TYPES: &[(&str, &str)] = &[
+    (".html", "text/html"),
+    (".htm", "text/html"),
+    (".txt", "text/plain"),
+    (".text", "text/plain"),
+    (".css", "text/css"),
+    (".csv", "text/csv"),
+    (".js", "application/javascript"),
+    (".mjs", "application/javascript"),
+    (".json", "application/json"),
+    (".webmanifest", "application/manifest+json"),
+    (".xml", "text/xml"),
+    (".xsl", "application/xml"),
+    (".py", "text/x-python"),
+    (".c", "text/plain"),
+    (".h", "text/plain"),
+    (".sh", "application/x-sh"),
+    (".tex", "application/x-tex"),
+    (".tsv", "text/tab-separated-values"),
+    (".vtt", "text/vtt"),
+    (".png", "image/png"),
+    (".jpg", "image/jpeg"),
+    (".jpeg", "image/jpeg"),
+    (".gif", "image/gif"),
+    (".svg", "image/svg+xml"),
+    (".ico", "image/vnd.microsoft.icon"),
+    (".bmp", "image/bmp"),
+    (".tif", "image/tiff"),
+    (".tiff", "image/tiff"),
+    (".avif", "image/avif"),
+    (".pdf", "application/pdf"),
+    (".wasm", "application/wasm"),
+    (".zip", "application/zip"),
+    (".tar", "application/x-tar"),
+    (".tgz", "application/x-tar"),
+    (".mp4", "video/mp4"),
+    (".mpeg", "video/mpeg"),
+    (".webm", "video/webm"),
+    (".mov", "video/quicktime"),
+    (".avi", "video/x-msvideo"),
+    (".mp3", "audio/mpeg"),
+    (".wav", "audio/x-wav"),
+    (".aac", "audio/aac"),
+    (".opus", "audio/opus"),
+    (".doc", "application/msword"),
+    (".xls", "application/vnd.ms-excel"),
+    (".ppt", "application/vnd.ms-powerpoint"),
+    (".eml", "message/rfc822"),
+    (".bin", "application/octet-stream"),
+];
+
+/// `urllib.parse.unquote`: `%XX` becomes the byte 0xXX; a `%` not followed
+/// by two hex digits stays as it is.
+pub fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|&b| (b as char).to_digit(16));
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// `urllib.parse.quote(name)`: every byte but letters, digits, `_.-~` and
+/// `/` becomes `%XX` (upper-case hex), so a name is safe inside `href="..."`.
+pub fn percent_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"_.-~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `html.escape(text, quote=False)`: `&`, `<` and `>` become entities.
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_refuse_every_way_out() {
+        let refused: &[(&str, u16)] = &[
+            ("/../etc/passwd", 400),
+            ("/a/../../etc/passwd", 400),
+            ("/%2e%2e/etc/passwd", 400),
+            ("/%2E%2E/etc/passwd", 400),
+            ("/.%2e/etc/passwd", 400),
+            ("/..%2fetc%2fpasswd", 400),
+            ("/a%2f..%2f..%2fetc", 400),
+            ("/a%00.txt", 400),
+            ("/..\\..\\etc\\passwd", 400),
+            ("/a%5c..%5cb", 400),
+            ("http://host/../etc/passwd", 400),
+            ("*", 400),
+            ("", 400),
+        ];
+        for (target, status) in refused {
+            let got = url_to_segments(target).map_err(|r| r.status);
+            assert_eq!(got, Err(*status), "{target}");
+        }
+    }
+
+    #[test]
+    fn segments_decode_and_drop_dots() {
+        let got = url_to_segments("//a/./b%20c//%C3%BC.txt?x=/../#y").unwrap();
+        let want: Vec<OsString> = ["a", "b c", "ü.txt"].iter().map(OsString::from).collect();
+        assert_eq!(got, want);
+        assert_eq!(percent_decode("%zz%4"), b"%zz%4");
+    }
+
+    #[test]
+    fn quoting_matches_python() {
+        assert_eq!(
+            percent_encode("a&b <c>.txt".as_bytes()),
+            "a%26b%20%3Cc%3E.txt"
+        );
+        assert_eq!(percent_encode("ü.txt".as_bytes()), "%C3%BC.txt");
+        assert_eq!(percent_encode(b"dir/~x_-"), "dir/~x_-");
+        assert_eq!(html_escape("a&b <c>\"'"), "a&amp;b &lt;c&gt;\"'");
+    }
+
+    #[test]
+    fn content_types_follow_python_builtin_table() {
+        let table = [
+            ("index.html", "text/html"),
+            ("A.HTML", "text/html"),
+            ("x.tar.gz", "application/gzip"),
+            ("x.Z", "application/octet-stream"),
+            ("x.js", "application/javascript"),
+            ("x.wasm", "application/wasm"),
+            (".bashrc", "application/octet-stream"),
+            ("noext", "application/octet-stream"),
+            ("x.unknown", "application/octet-stream"),
+            ("dir.d/file", "application/octet-stream"),
+        ];
+        for (name, want) in table {
+            assert_eq!(content_type(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn redirect_keeps_query() {
+        assert_eq!(with_slash("/sub?x=1&y"), "/sub/?x=1&y");
+        assert_eq!(with_slash("/sub?"), "/sub/");
+        assert_eq!(with_slash("/sub"), "/sub/");
+        assert_eq!(one_leading_slash("///evil.example/x"), "/evil.example/x");
+        assert_eq!(one_leading_slash("/a//b"), "/a//b");
+    }
+
+    #[test]
+    fn dates_outside_the_format_do_not_panic() {
+        let before = UNIX_EPOCH - Duration::from_secs(10);
+        assert_eq!(http_date(before), "Thu, 01 Jan 1970 00:00:00 GMT");
+        let far = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert_eq!(http_date(far), "Fri, 31 Dec 9999 23:59:59 GMT");
+    }
+
+    #[test]
+    fn error_page_is_pythons() {
+        let page = error_page(404, "File not found");
+        assert!(page.contains("<p>Message: File not found.</p>"));
+        assert!(
+            page.contains("<p>Error code explanation: 404 - Nothing matches the given URI.</p>")
+        );
+    }
+}
