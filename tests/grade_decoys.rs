@@ -88,6 +88,57 @@ fn a_correct_hello_passes_ex02() {
 }
 
 #[test]
+fn a_busy_looping_server_fails_idle_without_spinning() {
+    assert_rejected_by("ex05", "decoy_epoll_busy_loop", &["idle_without_spinning"]);
+}
+
+#[test]
+fn a_blocking_one_client_at_a_time_server_fails_the_concurrency_stages() {
+    // The kernel completes and queues the waiting clients' connections, and
+    // buffers their requests; nobody answers them while one client is served.
+    assert_rejected_by(
+        "ex05",
+        "decoy_epoll_blocking",
+        &["slow_reader", "many_clients"],
+    );
+}
+
+#[test]
+fn a_polling_server_that_naps_passes_ex05() {
+    // Crude (it wakes a thousand times a second), but nothing the stages can
+    // see is wrong with it: the control shows they ask no more than they say.
+    assert_rejected_by("ex05", "control_epoll_polling", &[]);
+}
+
+#[test]
+fn a_cgi_control_passes_every_ex03_stage() {
+    assert_rejected_by("ex03", "control_cgi", &[]);
+}
+
+#[test]
+fn a_one_connection_at_a_time_cgi_server_fails_two_clients_at_once() {
+    assert_rejected_by("ex03", "decoy_cgi_one_at_a_time", &["two_clients_at_once"]);
+}
+
+#[test]
+fn a_gateway_with_swapped_addresses_fails_connection_variables() {
+    assert_rejected_by(
+        "ex03",
+        "decoy_cgi_swapped_addresses",
+        &["connection_variables"],
+    );
+}
+
+#[test]
+fn passing_local_redirects_to_the_client_fails_both_redirect_stages() {
+    assert_rejected_by(
+        "ex03",
+        "decoy_cgi_no_local_redirects",
+        &["local_redirect_followed", "redirect_loop_stopped"],
+    );
+}
+
+#[test]
 fn a_pool_that_serves_while_holding_the_lock_fails_serves_while_busy() {
     assert_rejected_by("ex04", "decoy_http_lock_held", &["serves_while_busy"]);
 }

@@ -125,3 +125,13 @@ fn list_and_help_name_the_stages_and_examples() {
         "{help}"
     );
 }
+
+#[test]
+fn lesson05_passes_every_ex05_stage() {
+    assert_all_pass("ex05", env!("CARGO_BIN_EXE_lesson05_epoll"));
+}
+
+#[test]
+fn the_ex05_skeleton_fails() {
+    assert_skeleton_fails("ex05");
+}

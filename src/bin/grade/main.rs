@@ -28,6 +28,7 @@ mod demo_concurrency;
 mod ex01_echo;
 mod ex02_hello;
 mod ex04_http_server;
+mod ex05_epoll;
 
 use std::fs;
 use std::io::Write;
@@ -43,6 +44,7 @@ const EXERCISES: &[Exercise] = &[
     ex01_echo::EXERCISE,
     ex02_hello::EXERCISE,
     ex04_http_server::EXERCISE,
+    ex05_epoll::EXERCISE,
     demo_concurrency::EXERCISE,
 ];
 

@@ -1,0 +1,361 @@
+//! Exercise 05: one thread, many sockets (`lesson05_epoll`).
+//!
+//! The stages check what readiness I/O must get right: draining until
+//! WouldBlock (a request bigger than one read, many clients at once),
+//! writing what fits and waiting for WRITABLE (a slow reader), keeping
+//! requests in order (keep-alive, pipelining), and sleeping when there is
+//! nothing to do (the server's CPU time over an idle second).
+
+use std::fs;
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::checks;
+use crate::common::IO_TIMEOUT;
+use crate::runner::{Ctx, Exercise, Failure, Stage};
+
+pub const EXERCISE: Exercise = Exercise {
+    name: "ex05_epoll",
+    lesson: "lesson05_epoll",
+    port: 8005,
+    stages: &[
+        Stage {
+            name: "hello_keep_alive",
+            title: "GET /hello three times on one HTTP/1.1 connection: three answers",
+            hint: "lessons/05-epoll.md, \"One state machine per connection\": `drive` answers \
+                   what is buffered, writes, then reads until WouldBlock; start with \
+                   `accept_all` and `read_some`",
+            run: hello_keep_alive,
+        },
+        Stage {
+            name: "http10_closes",
+            title: "an HTTP/1.0 request is answered, then the connection is closed",
+            hint: "`respond` sets close_after when !request.keep_alive(); `drive` must stop \
+                   (linger) once the output is written",
+            run: http10_closes,
+        },
+        Stage {
+            name: "pipelining_in_order",
+            title: "three requests in one write get three answers, in order",
+            hint: "after an answer, look in `inbuf` for the next request before reading again: \
+                   the bytes after `consumed` are the next request",
+            run: pipelining_in_order,
+        },
+        Stage {
+            name: "dribbled_request",
+            title: "a request sent one byte at a time is answered",
+            hint: "Parsed::Partial means: keep the bytes, go back to the loop, parse again \
+                   when more arrive (`read_some` appends to `inbuf`)",
+            run: dribbled_request,
+        },
+        Stage {
+            name: "drains_until_wouldblock",
+            title: "a request with a 1 MB body, then another: both answered",
+            hint: "edge-triggered readiness reports new bytes once: `drive` must read until \
+                   read_some says None (WouldBlock), not stop after one read",
+            run: drains_until_wouldblock,
+        },
+        Stage {
+            name: "slow_reader",
+            title: "an 8 MiB file to a client that reads slowly, while others are answered",
+            hint: "`flush` writes until WouldBlock and returns false; then `drive` must add \
+                   WRITABLE interest (poller.want_write(.., true)) or no event ever resumes it",
+            run: slow_reader,
+        },
+        Stage {
+            name: "many_clients",
+            title: "100 clients are answered while another holds half a request",
+            hint: "never block on one client: sockets are non-blocking, and `accept_all` \
+                   accepts until WouldBlock",
+            run: many_clients,
+        },
+        Stage {
+            name: "idle_without_spinning",
+            title: "with one idle keep-alive client, the server uses little CPU for a second",
+            hint: "the loop may only wait in poll/epoll_wait, with the timeout of the next \
+                   deadline; a zero timeout, or WRITABLE interest left on, makes it spin",
+            run: idle_without_spinning,
+        },
+        Stage {
+            name: "bad_request_400",
+            title: "garbage gets 400 with Connection: close, and the server goes on",
+            hint: "answer rejection.response(), set close_after (see `Connection::reject`)",
+            run: bad_request_400,
+        },
+        Stage {
+            name: "sigterm_exits_0",
+            title: "SIGTERM ends it with exit status 0",
+            hint: "the WAKER token ends `serve` with Ok(()), and main returns SUCCESS",
+            run: sigterm_exits_0,
+        },
+    ],
+};
+
+const HELLO: &[u8] = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// A directory of files to serve, removed when the stage ends.
+struct Files(PathBuf);
+
+impl Files {
+    fn new(ctx: &Ctx, files: &[(&str, &[u8])]) -> Result<Files, Failure> {
+        let dir = std::env::temp_dir().join(format!(
+            "grade-ex05-{}-{:?}",
+            std::process::id(),
+            thread::current().id()
+        ));
+        let made = fs::create_dir_all(&dir).and_then(|()| {
+            files
+                .iter()
+                .try_for_each(|(name, bytes)| fs::write(dir.join(name), bytes))
+        });
+        made.map_err(|err| {
+            ctx.fail("a temporary directory of files")
+                .detail(err.to_string())
+        })?;
+        Ok(Files(dir))
+    }
+
+    fn arg(&self) -> String {
+        self.0.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Send /hello on `stream` and require the exact body back.
+fn hello(ctx: &mut Ctx, stream: &mut TcpStream, leftover: &mut Vec<u8>) -> Result<(), Failure> {
+    ctx.send(stream, HELLO)?;
+    let response = ctx.recv_response(stream, leftover, false)?;
+    ctx.ensure(
+        response.status == 200 && response.body == b"Hello, World!\n",
+        "200 OK with the body \"Hello, World!\\n\"",
+    )
+}
+
+fn hello_keep_alive(ctx: &mut Ctx) -> Result<(), Failure> {
+    ctx.start(&[])?;
+    ctx.reproduce(ctx.curl("-v", "hello"));
+    let mut stream = ctx.connect()?;
+    let mut leftover = Vec::new();
+    for _ in 0..3 {
+        hello(ctx, &mut stream, &mut leftover)?;
+    }
+    Ok(())
+}
+
+fn http10_closes(ctx: &mut Ctx) -> Result<(), Failure> {
+    ctx.start(&[])?;
+    let request = b"GET /hello HTTP/1.0\r\n\r\n";
+    ctx.reproduce(ctx.nc(request));
+    let mut stream = ctx.connect()?;
+    ctx.send(&mut stream, request)?;
+    let bytes = ctx.recv_to_close(&mut stream)?;
+    ctx.ensure(
+        bytes.starts_with(b"HTTP/1.1 200 OK\r\n") && bytes.ends_with(b"\r\n\r\nHello, World!\n"),
+        "one 200 answer with the body \"Hello, World!\\n\", then the connection closed",
+    )
+}
+
+fn pipelining_in_order(ctx: &mut Ctx) -> Result<(), Failure> {
+    let files = Files::new(ctx, &[("a.txt", b"file a\n")])?;
+    ctx.start(&["--directory", &files.arg()])?;
+    let requests: &[u8] = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n\
+        GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n\
+        GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    ctx.reproduce(ctx.nc(requests));
+    let mut stream = ctx.connect()?;
+    ctx.send(&mut stream, requests)?;
+    let mut leftover = Vec::new();
+    let bodies: [&[u8]; 3] = [b"Hello, World!\n", b"file a\n", b"Hello, World!\n"];
+    for (i, body) in bodies.iter().enumerate() {
+        let response = ctx.recv_response(&mut stream, &mut leftover, false)?;
+        ctx.ensure(
+            response.status == 200 && response.body == *body,
+            format!(
+                "answer {} to be 200 with {:?}",
+                i + 1,
+                String::from_utf8_lossy(body)
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+fn dribbled_request(ctx: &mut Ctx) -> Result<(), Failure> {
+    ctx.start(&[])?;
+    let mut stream = ctx.connect()?;
+    for byte in HELLO {
+        ctx.send(&mut stream, &[*byte])?;
+        thread::sleep(Duration::from_millis(5));
+    }
+    let response = ctx.recv_response(&mut stream, &mut Vec::new(), false)?;
+    ctx.ensure(response.status == 200, "200 OK once the last byte arrived")
+}
+
+fn drains_until_wouldblock(ctx: &mut Ctx) -> Result<(), Failure> {
+    ctx.start(&[])?;
+    let mut request = b"GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n".to_vec();
+    request.resize(request.len() + 1_000_000, b'x');
+    request.extend_from_slice(HELLO);
+    let mut stream = ctx.connect()?;
+    // Another thread writes, so a server that stops reading cannot deadlock
+    // the stage: the reads below then time out instead.
+    let mut writer = stream.try_clone().map_err(|err| {
+        ctx.fail("a second handle on the socket")
+            .detail(err.to_string())
+    })?;
+    ctx.record_sent(&request[..100]);
+    let sender = thread::spawn(move || std::io::Write::write_all(&mut writer, &request));
+    let mut leftover = Vec::new();
+    for _ in 0..2 {
+        let response = ctx.recv_response(&mut stream, &mut leftover, false)?;
+        ctx.ensure(response.status == 200, "200 OK for both requests")?;
+    }
+    let _ = sender.join();
+    Ok(())
+}
+
+/// A client whose receive buffer is tiny, so the server's writes must block.
+fn connect_small_window(ctx: &Ctx, addr: SocketAddr) -> Result<TcpStream, Failure> {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, connect, setsockopt, socket, sockopt,
+    };
+    use std::os::fd::AsRawFd;
+    let SocketAddr::V4(v4) = addr else {
+        return Err(ctx.fail("an IPv4 address"));
+    };
+    let made = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .and_then(|fd| {
+        setsockopt(&fd, sockopt::RcvBuf, &4096)?;
+        connect(fd.as_raw_fd(), &SockaddrIn::from(v4))?;
+        Ok(fd)
+    });
+    let fd = made.map_err(|err| ctx.fail("a connection").detail(err.to_string()))?;
+    let stream = TcpStream::from(fd);
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    Ok(stream)
+}
+
+fn slow_reader(ctx: &mut Ctx) -> Result<(), Failure> {
+    let big: Vec<u8> = (0..8 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let files = Files::new(ctx, &[("big.bin", &big)])?;
+    ctx.start(&["--directory", &files.arg()])?;
+    let addr = ctx.server().addr;
+    let mut slow = connect_small_window(ctx, addr)?;
+    ctx.send(&mut slow, b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")?;
+    let mut first = vec![0u8; 1024];
+    if let Err(err) = slow.read_exact(&mut first) {
+        return Err(ctx.fail("the start of the file").detail(err.to_string()));
+    }
+    // The slow client now reads nothing for a while; others must not wait.
+    thread::sleep(Duration::from_millis(200));
+    for _ in 0..3 {
+        let mut other = ctx.connect()?;
+        hello(ctx, &mut other, &mut Vec::new())
+            .map_err(|f| f.expecting("/hello answered while a slow reader downloads a big file"))?;
+    }
+    ctx.clear_transcript();
+    // Read without recording: 8 MiB in a failure report would bury it.
+    let mut leftover = first;
+    let response = crate::common::read_response(&mut slow, &mut leftover, false)
+        .map_err(|err| ctx.fail("the rest of the file").detail(err.to_string()))?;
+    ctx.ensure(
+        response.body == big,
+        "the whole 8 MiB file, intact, once the slow client reads on",
+    )
+}
+
+fn many_clients(ctx: &mut Ctx) -> Result<(), Failure> {
+    fn half_a_request(ctx: &mut Ctx, stream: &mut TcpStream) -> Result<(), Failure> {
+        ctx.send(stream, b"GET /hello HTTP/1.1\r\nHo")
+    }
+    fn answered(ctx: &mut Ctx, stream: &mut TcpStream) -> Result<(), Failure> {
+        let response = ctx.recv_response(stream, &mut Vec::new(), false)?;
+        ctx.ensure(response.status == 200, "200 OK")
+    }
+    checks::serves_while_busy(
+        ctx,
+        &["--header-timeout", "60"],
+        half_a_request,
+        100,
+        HELLO,
+        answered,
+        Duration::from_secs(10),
+    )
+}
+
+/// utime + stime of `pid` in clock ticks (fields 14 and 15 of /proc/PID/stat).
+fn cpu_ticks(ctx: &Ctx, pid: u32) -> Result<u64, Failure> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|err| {
+        ctx.fail("to read /proc/PID/stat (Linux only)")
+            .detail(err.to_string())
+    })?;
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    Ok(fields.iter().sum())
+}
+
+fn idle_without_spinning(ctx: &mut Ctx) -> Result<(), Failure> {
+    ctx.start(&[])?;
+    let mut stream = ctx.connect()?;
+    hello(ctx, &mut stream, &mut Vec::new())?;
+    let pid = ctx.server().pid();
+    let before = cpu_ticks(ctx, pid)?;
+    let started = Instant::now();
+    thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(ctx, pid)? - before;
+    // USER_HZ is 100 on Linux: 100 ticks per CPU-second. A sleeping loop
+    // uses about 0; a spinning one about 100. Half is a generous line.
+    let limit = started.elapsed().as_secs_f64() * 100.0 * 0.5;
+    ctx.ensure(
+        (used as f64) < limit,
+        "well under half a CPU while nothing happens",
+    )
+    .map_err(|f| {
+        f.detail(format!(
+            "the server used {used} ticks (1/100 s) of CPU in about a second"
+        ))
+    })
+}
+
+fn bad_request_400(ctx: &mut Ctx) -> Result<(), Failure> {
+    ctx.start(&[])?;
+    let garbage = b"GARBAGE\r\n\r\n";
+    ctx.reproduce(ctx.nc(garbage));
+    let mut stream = ctx.connect()?;
+    ctx.send(&mut stream, garbage)?;
+    let bytes = ctx.recv_to_close(&mut stream)?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    ctx.ensure(
+        text.starts_with("HTTP/1.1 400 ") && text.contains("Connection: close\r\n"),
+        "400 Bad Request with Connection: close, then the close",
+    )?;
+    let mut stream = ctx.connect()?;
+    hello(ctx, &mut stream, &mut Vec::new())
+}
+
+fn sigterm_exits_0(ctx: &mut Ctx) -> Result<(), Failure> {
+    fn round_trip(ctx: &mut Ctx) -> Result<(), Failure> {
+        let mut stream = ctx.connect()?;
+        hello(ctx, &mut stream, &mut Vec::new())
+    }
+    checks::sigterm_exits_0(ctx, &[], round_trip)
+}
