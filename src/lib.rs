@@ -11,9 +11,11 @@
 //! | [`shutdown`] | 01 (not taught) | clean exit on Ctrl-C and SIGTERM |
 //! | [`http`] | 02 | HTTP/1.1 without I/O: parse, frame, render |
 //! | [`log`] | 02 | the access log in `http.server`'s format |
+//! | [`cgi`] | 03 | CGI/1.1: a request as a program's environment and stdin |
 
 #![forbid(unsafe_code)]
 
+pub mod cgi;
 pub mod cli;
 pub mod http;
 pub mod log;
