@@ -723,7 +723,8 @@ mod tests {
     fn resolving_script_paths() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cgi-bin");
         // (url path, Ok((script name, path info)) or Err(status))
-        let cases: &[(&str, Result<(&str, &[u8]), u16>)] = &[
+        type Expect = Result<(&'static str, &'static [u8]), u16>;
+        let cases: &[(&str, Expect)] = &[
             ("/cgi-bin/printenv.sh", Ok(("/cgi-bin/printenv.sh", b""))),
             ("/cgi-bin/printenv.sh/", Ok(("/cgi-bin/printenv.sh", b"/"))),
             (
