@@ -1,7 +1,7 @@
 //! The command line every rung shares, and the announce line.
 //!
-//! Not taught by any lesson: this is infrastructure, in the library from
-//! lesson 01 on so that no lesson file is cluttered with flag parsing.
+//! Not taught by any lesson: this is infrastructure, introduced in lesson 01
+//! so that no lesson file is cluttered with flag parsing.
 //!
 //! Every server rung flattens [`ListenArgs`] into its own clap struct, so
 //! `--bind`, `--port`, `--trace` and `--quiet` mean the same thing on every

@@ -150,6 +150,12 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, Rejection> {
         Err(httparse::Error::TooManyHeaders) => {
             return Err(Rejection::new(431, "too many request header fields"));
         }
+        // Arriving byte by byte, `HTTP/2.0` fails in httparse at the `2`,
+        // before the line is whole; wait for the line, so the answer is the
+        // same 505 as when the whole request arrives at once.
+        Err(httparse::Error::Version) if version_still_arriving(buf) => {
+            return Ok(Parsed::Partial);
+        }
         Err(httparse::Error::Version) if looks_like_other_version(buf) => {
             return Err(Rejection::new(
                 505,
@@ -192,6 +198,14 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, Rejection> {
     if hosts > 1 || (hosts == 0 && request.version == Version::Http11) {
         return Err(Rejection::new(400, "exactly one Host header is required"));
     }
+    // The same sentence goes on: "... or a Host header field with an invalid
+    // field value". Host is `uri-host [ ":" port ]` (RFC 3986), written only
+    // with the characters below; checking that alphabet refuses spaces,
+    // slashes and `user@` in a Host without parsing IP literals by hand.
+    let host_byte = |b: &u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(b);
+    if request.values("host").any(|v| !v.iter().all(host_byte)) {
+        return Err(Rejection::new(400, "the Host header is not a host"));
+    }
     Ok(Parsed::Complete { request, consumed })
 }
 
@@ -206,6 +220,25 @@ fn looks_like_other_version(buf: &[u8]) -> bool {
     };
     matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
         if major.is_ascii_digit() && minor.is_ascii_digit())
+}
+
+/// Is the request line unfinished, with a version so far that could still
+/// become a well-formed `HTTP/x.y`?
+fn version_still_arriving(buf: &[u8]) -> bool {
+    if buf.contains(&b'\n') {
+        return false;
+    }
+    let line = buf.strip_suffix(b"\r").unwrap_or(buf);
+    let tokens: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    let [_method, _target, version] = tokens.as_slice() else {
+        return false;
+    };
+    let shape = b"HTTP/9.9";
+    version.len() <= shape.len()
+        && version.iter().zip(shape).all(|(&b, &s)| match s {
+            b'9' => b.is_ascii_digit(),
+            _ => b == s,
+        })
 }
 
 impl Request {
@@ -730,6 +763,40 @@ mod tests {
         ];
         for (name, input, want) in table {
             assert_eq!(status_of(input), *want, "{name}");
+        }
+    }
+
+    /// A rung reading byte by byte must get the same answer as one that got
+    /// the whole request at once: 505 for HTTP/2.0, never a 400 on the way.
+    #[test]
+    fn other_versions_get_505_in_any_split() {
+        let input = b"GET / HTTP/2.0\r\nHost: x\r\n\r\n";
+        for cut in 0..input.len() {
+            match parse(&input[..cut]) {
+                Ok(Parsed::Partial) => {}
+                Err(rejection) => assert_eq!(rejection.status, 505, "cut at {cut}"),
+                Ok(parsed) => panic!("cut at {cut}: {parsed:?}"),
+            }
+        }
+        assert_eq!(status_of(input), 505);
+        assert_eq!(status_of(b"GET / HTTP/x.1\r\n"), 400);
+        assert_eq!(status_of(b"GET / HTTP/x"), 400);
+    }
+
+    /// RFC 9112 §3.2: a Host value that is not `uri-host [":" port]` is a 400.
+    #[test]
+    fn host_value_must_be_a_host() {
+        for (host, ok) in [
+            ("localhost:8001", true),
+            ("[::1]:8080", true),
+            ("", true),
+            ("a b", false),
+            ("user@example.com", false),
+            ("example.com/path", false),
+        ] {
+            let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            let got = parse(request.as_bytes()).map_err(|r| r.status);
+            assert_eq!(got.is_ok(), ok, "Host: {host} -> {got:?}");
         }
     }
 

@@ -1,0 +1,71 @@
+//! Every binary's `--help`, snapshotted with insta (STYLE §10, §11).
+//!
+//! `--help` is text for humans, and the lessons tell students to read it, so
+//! a change to a flag shows up here as a snapshot diff to review
+//! (`tests/snapshots/cli_help__NAME.snap`).
+//!
+//! Cargo only tells a test where a binary is through `CARGO_BIN_EXE_<name>`,
+//! which `env!` reads at compile time, so the binaries are listed by hand.
+//! When a binary lands, add its line to `BINARIES` and run
+//! `INSTA_UPDATE=always cargo test --test cli_help` once; the coverage test
+//! below fails until every binary in `src/bin/` is listed or excused.
+
+use std::path::Path;
+use std::process::Command;
+
+/// `(name, path)` of every binary whose `--help` is snapshotted. One line each:
+/// `("lesson01_echo", env!("CARGO_BIN_EXE_lesson01_echo")),`
+const BINARIES: &[(&str, &str)] = &[];
+
+/// Binaries that do not take `--help` (yet), with the reason. Keep it short.
+const NO_HELP: &[(&str, &str)] = &[(
+    "lesson05_epoll",
+    "a placeholder that exits 1 until rung 5 lands",
+)];
+
+/// `--help` exits 0 and prints a usage line; the text is snapshotted.
+#[test]
+fn help_texts() {
+    for (name, path) in BINARIES {
+        let output = Command::new(path)
+            .arg("--help")
+            // clap wraps help to the terminal width; fix it so the snapshot
+            // is the same in a terminal, in CI, and on any machine.
+            .env("COLUMNS", "100")
+            .output()
+            .expect("run the binary");
+        assert!(
+            output.status.success(),
+            "{name} --help: {:?}",
+            output.status
+        );
+        let text = String::from_utf8(output.stdout).expect("--help is UTF-8");
+        assert!(text.contains("Usage:"), "{name} --help has no usage line");
+        insta::assert_snapshot!(*name, text);
+    }
+}
+
+/// Every binary in `src/bin/` (a file or a directory with `main.rs`) is in
+/// `BINARIES` or excused in `NO_HELP`, and neither list names a missing one.
+#[test]
+fn every_binary_is_listed() {
+    let bin_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&bin_dir)
+        .expect("src/bin exists")
+        .map(|entry| entry.expect("read src/bin").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs") || p.join("main.rs").is_file())
+        .filter_map(|p| Some(p.file_stem()?.to_string_lossy().into_owned()))
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = BINARIES
+        .iter()
+        .map(|b| b.0)
+        .chain(NO_HELP.iter().map(|b| b.0))
+        .map(String::from)
+        .collect();
+    listed.sort();
+    assert_eq!(
+        on_disk, listed,
+        "src/bin/ (left) and the BINARIES + NO_HELP lists in tests/cli_help.rs (right) differ"
+    );
+}
