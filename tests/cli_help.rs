@@ -15,7 +15,7 @@ use std::process::Command;
 
 /// `(name, path)` of every binary whose `--help` is snapshotted. One line each:
 /// `("lesson01_echo", env!("CARGO_BIN_EXE_lesson01_echo")),`
-const BINARIES: &[(&str, &str)] = &[];
+const BINARIES: &[(&str, &str)] = &[("lesson03_cgi", env!("CARGO_BIN_EXE_lesson03_cgi"))];
 
 /// Binaries that do not take `--help` (yet), with the reason. Keep it short.
 const NO_HELP: &[(&str, &str)] = &[(

@@ -54,9 +54,9 @@ struct Args {
     #[command(flatten)]
     listen: ListenArgs<3>,
 
-    /// Directory of CGI scripts, served under /cgi-bin/ (default: the bundled examples)
-    #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/cgi-bin"))]
-    cgi_dir: PathBuf,
+    /// Directory of CGI scripts, served under /cgi-bin/ [default: the repository's cgi-bin/]
+    #[arg(long, value_name = "DIR")]
+    cgi_dir: Option<PathBuf>,
 
     /// Directory of static files, served for every path outside /cgi-bin/
     #[arg(long, short = 'd', value_name = "DIR", default_value = ".")]
@@ -111,8 +111,11 @@ fn run(args: Args) -> io::Result<()> {
         let what = args.directory.display();
         io::Error::new(err.kind(), format!("--directory {what}: {err}"))
     })?;
+    // The bundled examples, found from wherever `cargo run` was started:
+    // the path of this repository is compiled in.
+    let bundled = concat!(env!("CARGO_MANIFEST_DIR"), "/cgi-bin");
     let site = Arc::new(Site {
-        cgi_dir: args.cgi_dir,
+        cgi_dir: args.cgi_dir.unwrap_or_else(|| PathBuf::from(bundled)),
         directory,
         timeout: Duration::from_secs(args.timeout),
     });
