@@ -273,21 +273,25 @@ fn spawn(
     body: &[u8],
     gateway: &Gateway,
 ) -> io::Result<Script> {
-    let mut command = Command::new(&script.path); // exec(2) of the file itself: no shell
+    // Without a body the script reads end-of-file at once from /dev/null.
+    let stdin = if body.is_empty() {
+        Stdio::null()
+    } else {
+        Stdio::piped()
+    };
+    // ANCHOR: command
+    let mut command = Command::new(&script.path); // execve(2) of the file: no shell
     command
-        .env_clear()
+        .env_clear() // nothing of the server's environment leaks in
         .env("PATH", CHILD_PATH)
-        .envs(env)
+        .envs(env) // the meta-variables
         .current_dir(script.path.parent().unwrap_or(Path::new("/"))) // §7.2
-        .stdin(if body.is_empty() {
-            Stdio::null()
-        } else {
-            Stdio::piped()
-        })
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0); // its own group: a timeout kills its helpers too
+        .process_group(0); // setpgid(0, 0): a timeout kills its helpers too
     let mut child = command.spawn()?;
+    // ANCHOR_END: command
     lock_running().push(child.id());
     trace!("fork+exec {} -> pid {}", script.path.display(), child.id());
     if let Some(mut stdin) = child.stdin.take() {
@@ -591,12 +595,14 @@ fn relay(
         response.headers.push(("Location".into(), location));
     }
     let no_body = request.method == "HEAD" || status == 204 || status == 304;
+    // ANCHOR: framing
     let framing = match head.content_length {
         _ if status == 204 || status == 304 => Framing::NoBody,
         Some(n) => Framing::Length(n),
         None if request.version == crate::http::Version::Http11 => Framing::Chunked,
         None => Framing::UntilClose,
     };
+    // ANCHOR_END: framing
     let mut keep_alive = keep_alive && framing != Framing::UntilClose;
     out.write_all(&response.render(framing, keep_alive))?;
     let mut sent = 0u64;
