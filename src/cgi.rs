@@ -122,7 +122,10 @@ pub fn resolve(url_path: &str, prefix: &str, cgi_dir: &Path) -> Result<ScriptTar
     if name.is_empty() {
         return Err(Rejection::new(404, "no script named in the path"));
     }
-    let path = cgi_dir.join(&name);
+    // Absolute, because the script runs with its own directory as the
+    // working directory (§7.2), where a relative path would mean another file.
+    let path = std::path::absolute(cgi_dir.join(&name))
+        .map_err(|_| Rejection::new(404, "no such script"))?;
     let meta = std::fs::metadata(&path).map_err(|_| Rejection::new(404, "no such script"))?;
     if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
         return Err(Rejection::new(403, "the script is not an executable file"));

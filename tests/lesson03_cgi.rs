@@ -264,6 +264,34 @@ fn script_content_length_and_keep_alive() {
     assert_eq!(head.header("content-length"), Some("6"));
 }
 
+/// Relative directories work: scripts run in their own directory, so the
+/// server must not hand them a path relative to its own.
+#[test]
+fn relative_directories_work() {
+    let mut command = Command::new(BIN);
+    command.current_dir(repo()).args([
+        "--port",
+        "0",
+        "--cgi-dir",
+        "tests/fixtures/cgi-bin",
+        "--directory",
+        "tests/fixtures/lesson03-www",
+    ]);
+    let server = Server::spawn(command).unwrap();
+    let response = get(&server, "/cgi-bin/with-length.sh");
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (200, &b"exact\n"[..])
+    );
+    assert_eq!(get(&server, "/note.txt").status, 200);
+    let missing = Command::new(BIN)
+        .args(["--port", "0", "--cgi-dir", "/no/such/dir"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--cgi-dir /no/such/dir"));
+}
+
 /// nph- scripts write the whole response; it passes through byte for byte.
 #[test]
 fn nph_output_passes_through() {

@@ -121,8 +121,15 @@ fn run(args: Args) -> io::Result<()> {
     // The bundled examples, found from wherever `cargo run` was started:
     // the path of this repository is compiled in.
     let bundled = concat!(env!("CARGO_MANIFEST_DIR"), "/cgi-bin");
+    let cgi_dir = args.cgi_dir.unwrap_or_else(|| PathBuf::from(bundled));
+    // Absolute too: a script runs in its own directory, so a relative
+    // script path would no longer point at it.
+    let cgi_dir = cgi_dir.canonicalize().map_err(|err| {
+        let what = cgi_dir.display();
+        io::Error::new(err.kind(), format!("--cgi-dir {what}: {err}"))
+    })?;
     let site = Arc::new(Site {
-        cgi_dir: args.cgi_dir.unwrap_or_else(|| PathBuf::from(bundled)),
+        cgi_dir,
         directory,
         timeout: Duration::from_secs(args.timeout),
     });
