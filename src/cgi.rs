@@ -261,9 +261,14 @@ fn http_variables(request: &Request) -> Vec<(String, OsString)> {
 /// A running script. Dropping it kills and reaps it if that has not happened,
 /// so an early return (a client that hung up) never leaves a zombie.
 struct Script {
+    /// The process; its pid is also its process group id (`process_group(0)`).
     child: Child,
+    /// Our end of the pipe the script writes its answer into.
     stdout: ChildStdout,
+    /// When the script's time is up (`Gateway::timeout` after the spawn).
     deadline: Instant,
+    /// The exit status, once waitpid(2) has collected it. From then on the
+    /// pid belongs to the kernel again and must never be signalled.
     reaped: Option<ExitStatus>,
 }
 
@@ -415,8 +420,11 @@ pub fn kill_running_scripts() {
 /// The header block of a CGI response (§6.3), checked.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ScriptHead {
+    /// `Status: 404 Not Found` → 404 (§6.3.3); the reason phrase is ours.
     pub status: Option<u16>,
+    /// `Location` (§6.3.2): a local path (`/…`) or a URL for the client.
     pub location: Option<String>,
+    /// The script's own `Content-Length`, if it knows its body's size.
     pub content_length: Option<u64>,
     /// Every other header, in order, Content-Type included.
     pub headers: Vec<(String, String)>,
