@@ -361,7 +361,12 @@ impl Script {
     }
 
     /// waitpid(2) for the script, killing it if it is still alive at the deadline.
+    ///
+    /// A blocking waitpid cannot time out, so this polls with WNOHANG. The
+    /// script has usually just closed stdout and is exiting, so the first
+    /// naps are short (50 µs, doubling up to 5 ms).
     fn reap(&mut self) -> io::Result<ExitStatus> {
+        let mut nap = Duration::from_micros(50);
         loop {
             if let Some(status) = self.try_reap()? {
                 return Ok(status);
@@ -369,7 +374,8 @@ impl Script {
             if Instant::now() >= self.deadline {
                 self.kill_group();
             }
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_millis(5));
         }
     }
 
