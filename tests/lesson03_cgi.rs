@@ -681,6 +681,26 @@ fn transcript_python_side_by_side() {
         transcript.push_str(&normalise(&text, port, default_port));
         transcript.push('\n');
     }
+    snapshot("03-python-side-by-side", &python_normalise(transcript));
+
+    // What http.server does with a CGI head: it passes it on as is.
+    let port = python.addr.port();
+    let mut transcript = String::new();
+    for target in ["/cgi-bin/status.sh", "/cgi-bin/redirect.sh"] {
+        let raw =
+            format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+        let mut stream = python.connect().unwrap();
+        let bytes = exchange(&mut stream, raw.as_bytes()).unwrap();
+        let text = String::from_utf8_lossy(&bytes).replace('\r', "");
+        transcript.push_str(&format!("$ curl -i http://127.0.0.1:8000{target}\n"));
+        transcript.push_str(&normalise(&text, port, 8000));
+        transcript.push('\n');
+    }
+    snapshot("03-python-status-redirect", &python_normalise(transcript));
+}
+
+/// Python's exact version and its host name are the machine's, not the lesson's.
+fn python_normalise(mut transcript: String) -> String {
     // Python prints its own version in Server: and SERVER_SOFTWARE.
     let version = transcript
         .split("SimpleHTTP/0.6 Python/")
@@ -704,5 +724,5 @@ fn transcript_python_side_by_side() {
             "SERVER_NAME=\"localhost\"",
         );
     }
-    snapshot("03-python-side-by-side", &transcript);
+    transcript
 }
