@@ -518,22 +518,16 @@ pub fn run(
     }
     let (head, rest) = match read_head(&mut child)? {
         Ok(parts) => parts,
-        Err(status) => {
-            let why = if status == 504 {
-                "timed out"
-            } else {
-                "sent no valid CGI header"
+        Err(failure) => {
+            // Nothing has been sent yet, so the client can still get an
+            // honest status. The details go to our log, not to the client.
+            let (status, why, detail) = match failure {
+                Failure::TimedOut => (504, "timed out", "the script timed out"),
+                Failure::Malformed(why) => (502, why, "the script failed"),
             };
             let exit = describe(child.reap()?);
-            eprintln!(
-                "[{}] cgi: {} {why} ({exit})",
-                gateway.log_tag, script.script_name
-            );
-            let detail = if status == 504 {
-                "the script timed out"
-            } else {
-                "the script failed"
-            };
+            let (tag, name) = (gateway.log_tag, &script.script_name);
+            eprintln!("[{tag}] cgi: {name}: {why} ({exit})");
             return respond_error(out, status, detail);
         }
     };
@@ -553,39 +547,47 @@ pub fn run(
 }
 // ANCHOR_END: run
 
-/// Read stdout until the blank line that ends the CGI header block.
-/// The inner `Err` is the status to answer with: 502 (bad or no head) or 504.
-#[allow(clippy::type_complexity)]
-fn read_head(child: &mut Script) -> io::Result<Result<(ScriptHead, Vec<u8>), u16>> {
+/// Why a script's answer could not be used.
+enum Failure {
+    /// The deadline passed before the header block was complete (504).
+    TimedOut,
+    /// No output, or not a valid CGI header block (502); the reason is logged.
+    Malformed(&'static str),
+}
+
+/// Read stdout until the blank line that ends the CGI header block; return
+/// the parsed head and the body bytes that came with it.
+fn read_head(child: &mut Script) -> io::Result<Result<(ScriptHead, Vec<u8>), Failure>> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
-        let end = [&b"\r\n\r\n"[..], b"\n\n"]
-            .iter()
-            .filter_map(|sep| {
-                buf.windows(sep.len())
-                    .position(|w| w == *sep)
-                    .map(|i| i + sep.len())
-            })
-            .min();
+        // Every header line ends in `\n`; the blank line after the last one
+        // is `\n` or `\r\n`. So the block ends at the first `\n\n` or `\n\r\n`.
+        let end = (1..buf.len()).find_map(|i| match &buf[i - 1..] {
+            [b'\n', b'\n', ..] => Some(i + 1),
+            [b'\n', b'\r', b'\n', ..] => Some(i + 2),
+            _ => None,
+        });
         if let Some(end) = end {
             let rest = buf.split_off(end);
             return Ok(parse_response_head(&buf)
                 .map(|head| (head, rest))
-                .map_err(|why| {
-                    trace!("bad CGI head: {why}");
-                    502
-                }));
+                .map_err(Failure::Malformed));
         }
         if buf.len() > MAX_SCRIPT_HEAD {
-            return Ok(Err(502));
+            return Ok(Err(Failure::Malformed("the header block is too large")));
         }
         match child.read(&mut chunk)? {
             None => {
                 child.kill_group();
-                return Ok(Err(504));
+                return Ok(Err(Failure::TimedOut));
             }
-            Some(0) => return Ok(Err(502)),
+            Some(0) if buf.is_empty() => return Ok(Err(Failure::Malformed("no output"))),
+            Some(0) => {
+                return Ok(Err(Failure::Malformed(
+                    "output ended inside the header block",
+                )));
+            }
             Some(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }

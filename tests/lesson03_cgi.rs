@@ -333,6 +333,12 @@ fn failures_are_answered() {
         "{}",
         server.stderr()
     );
+    let why = "cgi: /cgi-bin/malformed.sh: a header line has no colon (exited 0)";
+    assert!(
+        server.wait_for_stderr(why, Duration::from_secs(10)),
+        "{}",
+        server.stderr()
+    );
     assert!(
         server.wait_for_stderr("exited 3", Duration::from_secs(10)),
         "{}",
