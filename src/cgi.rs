@@ -298,9 +298,13 @@ fn spawn(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0); // setpgid(0, 0): a timeout kills its helpers too
+    // Spawned under the lock of RUNNING, so a shutdown cannot fall between
+    // the birth of the process and its entry on the list.
+    let mut running = lock_running();
     let mut child = command.spawn()?;
     // ANCHOR_END: command
-    lock_running().push(child.id());
+    running.push(child.id());
+    drop(running);
     trace!("fork+exec {} -> pid {}", script.path.display(), child.id());
     if let Some(mut stdin) = child.stdin.take() {
         // A thread, so a script that writes before it reads cannot deadlock us.
