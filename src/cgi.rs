@@ -298,11 +298,11 @@ fn spawn(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0); // setpgid(0, 0): a timeout kills its helpers too
+    // ANCHOR_END: command
     // Spawned under the lock of RUNNING, so a shutdown cannot fall between
     // the birth of the process and its entry on the list.
     let mut running = lock_running();
     let mut child = command.spawn()?;
-    // ANCHOR_END: command
     running.push(child.id());
     drop(running);
     trace!("fork+exec {} -> pid {}", script.path.display(), child.id());
