@@ -107,32 +107,12 @@ fn main() -> ExitCode {
 /// out of the way (two slow clients do not queue behind each other) and is
 /// cheap next to a fork+exec. Lesson 04 counts what threads cost.
 fn run(args: Args) -> io::Result<()> {
+    let site = Arc::new(Site::from_args(&args)?);
     let addr = args.listen.addr();
     let listener = TcpListener::bind(addr)
         .map_err(|err| io::Error::new(err.kind(), format!("binding {addr}: {err}")))?;
     // The first stdout line; tests and the grader read the port from it.
     ladder::cli::announce("http", listener.local_addr()?)?;
-    // Absolute, so PATH_TRANSLATED is a path a script can use from its own
-    // working directory (the CGI directory, RFC 3875 §7.2).
-    let directory = args.directory.canonicalize().map_err(|err| {
-        let what = args.directory.display();
-        io::Error::new(err.kind(), format!("--directory {what}: {err}"))
-    })?;
-    // The bundled examples, found from wherever `cargo run` was started:
-    // the path of this repository is compiled in.
-    let bundled = concat!(env!("CARGO_MANIFEST_DIR"), "/cgi-bin");
-    let cgi_dir = args.cgi_dir.unwrap_or_else(|| PathBuf::from(bundled));
-    // Absolute too: a script runs in its own directory, so a relative
-    // script path would no longer point at it.
-    let cgi_dir = cgi_dir.canonicalize().map_err(|err| {
-        let what = cgi_dir.display();
-        io::Error::new(err.kind(), format!("--cgi-dir {what}: {err}"))
-    })?;
-    let site = Arc::new(Site {
-        cgi_dir,
-        directory,
-        timeout: Duration::from_secs(args.timeout),
-    });
     for stream in listener.incoming() {
         // accept(2) happened inside `incoming()`; the kernel completed the
         // TCP handshake before that, whether or not we were ready.
@@ -155,6 +135,34 @@ fn run(args: Args) -> io::Result<()> {
     Ok(())
 }
 // ANCHOR_END: thread_per_connection
+
+impl Site {
+    /// Check the directories before announcing anything: a typo in a flag
+    /// should stop the server at once, not 404 every request.
+    fn from_args(args: &Args) -> io::Result<Site> {
+        // The bundled examples, found from wherever `cargo run` was started:
+        // the path of this repository is compiled in.
+        let bundled = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/cgi-bin"));
+        Ok(Site {
+            // Absolute paths: a script runs in its own directory (RFC 3875
+            // §7.2), where a relative script path or PATH_TRANSLATED would
+            // point somewhere else.
+            cgi_dir: absolute(args.cgi_dir.as_ref().unwrap_or(&bundled), "--cgi-dir")?,
+            directory: absolute(&args.directory, "--directory")?,
+            timeout: Duration::from_secs(args.timeout),
+        })
+    }
+}
+
+/// The canonical path of an existing directory, or an error naming the flag.
+fn absolute(dir: &Path, flag: &str) -> io::Result<PathBuf> {
+    let what = dir.display();
+    match dir.canonicalize() {
+        Ok(path) if path.is_dir() => Ok(path),
+        Ok(_) => Err(io::Error::other(format!("{flag} {what}: not a directory"))),
+        Err(err) => Err(io::Error::new(err.kind(), format!("{flag} {what}: {err}"))),
+    }
+}
 
 /// Requests on one connection, one after another (keep-alive), until the
 /// client closes, stays silent past [`HEAD_TIMEOUT`], or a response must end it.
