@@ -683,10 +683,13 @@ fn relay(
 fn pass_through(child: &mut Script, out: &mut impl Write) -> io::Result<Outcome> {
     let mut chunk = [0u8; 16 * 1024];
     let (mut sent, mut status) = (0u64, 200);
-    while let Some(n) = child.read(&mut chunk)? {
-        if n == 0 {
-            break;
-        }
+    loop {
+        let n = match child.read(&mut chunk)? {
+            Some(0) => break,
+            Some(n) => n,
+            None if sent == 0 => return respond_error(out, 504, "the script timed out"),
+            None => break, // the reap below kills it; the client sees the close
+        };
         if sent == 0 {
             // For the access log only: the code after `HTTP/1.x `.
             let line = String::from_utf8_lossy(&chunk[..n.min(16)]).into_owned();

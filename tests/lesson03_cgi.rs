@@ -289,7 +289,10 @@ fn relative_directories_work() {
         .output()
         .unwrap();
     assert!(!missing.status.success());
-    assert!(missing.stdout.is_empty(), "no announce line before the check");
+    assert!(
+        missing.stdout.is_empty(),
+        "no announce line before the check"
+    );
     assert!(String::from_utf8_lossy(&missing.stderr).contains("--cgi-dir /no/such/dir"));
 }
 
