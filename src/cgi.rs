@@ -270,6 +270,8 @@ struct Script {
     /// The exit status, once waitpid(2) has collected it. From then on the
     /// pid belongs to the kernel again and must never be signalled.
     reaped: Option<ExitStatus>,
+    /// SIGKILL has been sent to the group; once is enough.
+    killed: bool,
 }
 
 // ANCHOR: spawn
@@ -332,6 +334,7 @@ fn spawn(
         stdout,
         deadline,
         reaped: None,
+        killed: false,
     })
 }
 // ANCHOR_END: spawn
@@ -341,6 +344,11 @@ impl Script {
     /// `Ok(None)` means the deadline passed.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         loop {
+            // Checked first: a script that always has output ready (`yes`)
+            // would otherwise never give poll a chance to time out.
+            if Instant::now() >= self.deadline {
+                return Ok(None);
+            }
             let left = self.deadline.saturating_duration_since(Instant::now());
             let ms =
                 PollTimeout::try_from(left.as_millis().max(1) as u64).unwrap_or(PollTimeout::MAX);
@@ -357,7 +365,8 @@ impl Script {
     /// Kill the script's whole process group (the script and anything it
     /// started) with SIGKILL. Only before reaping: after that the pid may be reused.
     fn kill_group(&mut self) {
-        if self.reaped.is_none() {
+        if self.reaped.is_none() && !self.killed {
+            self.killed = true;
             let pid = self.child.id();
             trace!("killpg({pid}, SIGKILL)");
             let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);

@@ -170,6 +170,10 @@ fn serve_connection(mut stream: TcpStream, site: &Site) -> io::Result<()> {
     let (peer, local) = (stream.peer_addr()?, stream.local_addr()?);
     trace!("accept -> {peer} on a new thread");
     stream.set_read_timeout(Some(HEAD_TIMEOUT))?;
+    // And a client that stops reading must not hold a script (and this
+    // thread) for ever: a write that makes no progress for this long fails,
+    // and the script is killed and reaped on the way out.
+    stream.set_write_timeout(Some(HEAD_TIMEOUT))?;
     // TCP_NODELAY: a response goes out in several writes (our head, then
     // the script's output as it comes). With Nagle's algorithm on, the
     // second small write waits for the client's ACK of the first, which the
