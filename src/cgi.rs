@@ -37,8 +37,9 @@ use nix::unistd::Pid;
 use crate::http::{Framing, LAST_CHUNK, Rejection, Request, ResponseHead, error_response};
 use crate::trace;
 
-/// The only `PATH` a script gets: the environment starts empty (§7.2 leaves
-/// the rest of the environment to the server; we pass nothing of our own).
+/// The one variable a script gets beyond RFC 3875's: the environment starts
+/// empty, and without a `PATH` a script's `#!/usr/bin/env python3` line could
+/// not find `python3`.
 pub const CHILD_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// The process groups of the scripts running now, so that a server being
@@ -146,17 +147,17 @@ pub fn resolve(url_path: &str, prefix: &str, cgi_dir: &Path) -> Result<ScriptTar
 /// `%41` → `A`. Malformed escapes (`%zz`, a trailing `%`) stay as they are.
 pub fn percent_decode(s: &str) -> Vec<u8> {
     let bytes = s.as_bytes();
+    let hex = |i: usize| bytes.get(i).and_then(|&b| (b as char).to_digit(16));
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
                 i += 3;
             }
-            (b, _, _) => {
-                out.push(b);
+            (byte, _, _) => {
+                out.push(byte);
                 i += 1;
             }
         }
