@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -417,6 +417,33 @@ fn timeout_kills_the_whole_process_group() {
         !group_running(pgid),
         "script group {pgid} survived the timeout"
     );
+    assert_eq!(zombies_of(server.pid()), 0);
+}
+
+/// A script that never stops printing is cut off at --timeout as well, even
+/// though its pipe always has data ready.
+#[test]
+fn endless_output_is_cut_off() {
+    let server = fixture_server(&["--timeout", "1", "--quiet"]);
+    let mut stream = server.connect().unwrap();
+    stream
+        .write_all(b"GET /cgi-bin/flood.sh HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let mut chunk = vec![0u8; 1 << 16];
+    let cut_off = loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break true,
+            Ok(_) if started.elapsed() > Duration::from_secs(60) => break false,
+            Ok(_) => {}
+            Err(err) => panic!("reading the flood: {err}"),
+        }
+    };
+    assert!(cut_off, "the flood was still flowing after 60 s");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while zombies_of(server.pid()) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(zombies_of(server.pid()), 0);
 }
 
