@@ -296,6 +296,25 @@ fn relative_directories_work() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("--cgi-dir /no/such/dir"));
 }
 
+/// A local redirect from a test script: served in place, on a kept-alive
+/// connection, and the connection goes on.
+#[test]
+fn local_redirect_on_a_kept_alive_connection() {
+    let server = fixture_server(&[]);
+    let mut stream = server.connect().unwrap();
+    let mut leftover = Vec::new();
+    for target in ["/cgi-bin/goto.sh", "/cgi-bin/with-length.sh"] {
+        let raw = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+        stream.write_all(raw.as_bytes()).unwrap();
+        let response = read_response(&mut stream, &mut leftover, false).unwrap();
+        assert_eq!(
+            (response.status, response.body.as_slice()),
+            (200, &b"exact\n"[..])
+        );
+        assert!(response.header("location").is_none());
+    }
+}
+
 /// nph- scripts write the whole response; it passes through byte for byte.
 #[test]
 fn nph_output_passes_through() {
