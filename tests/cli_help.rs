@@ -15,7 +15,13 @@ use std::process::Command;
 
 /// `(name, path)` of every binary whose `--help` is snapshotted. One line each:
 /// `("lesson01_echo", env!("CARGO_BIN_EXE_lesson01_echo")),`
-const BINARIES: &[(&str, &str)] = &[("lesson03_cgi", env!("CARGO_BIN_EXE_lesson03_cgi"))];
+const BINARIES: &[(&str, &str)] = &[
+    ("lesson01_echo", env!("CARGO_BIN_EXE_lesson01_echo")),
+    ("lesson02_hello", env!("CARGO_BIN_EXE_lesson02_hello")),
+    ("lesson03_cgi", env!("CARGO_BIN_EXE_lesson03_cgi")),
+    ("grade", env!("CARGO_BIN_EXE_grade")),
+    ("loadgen", env!("CARGO_BIN_EXE_loadgen")),
+];
 
 /// Binaries that do not take `--help` (yet), with the reason. Keep it short.
 const NO_HELP: &[(&str, &str)] = &[(

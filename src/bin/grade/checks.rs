@@ -1,0 +1,223 @@
+//! Stage bodies that every rung shares, parameterised by one round trip of
+//! the rung's protocol: no descriptor leak, a clean exit on SIGTERM, and
+//! serving a client while another one is busy (for the concurrent rungs);
+//! and helpers for HTTP stages: [`ask`] and [`RawResponse`].
+
+use std::fs;
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::runner::{Ctx, Failure};
+
+/// One complete exchange on a fresh connection, closed at the end.
+pub type RoundTrip = fn(&mut Ctx) -> Result<(), Failure>;
+
+/// How many open descriptors the server process has (`/proc/PID/fd`).
+pub fn open_fds(ctx: &mut Ctx) -> Result<usize, Failure> {
+    let pid = ctx.server().pid();
+    match fs::read_dir(format!("/proc/{pid}/fd")) {
+        Ok(entries) => Ok(entries.count()),
+        Err(err) => Err(ctx
+            .fail("to read the server's /proc/PID/fd (Linux only)")
+            .detail(err.to_string())),
+    }
+}
+
+/// Start the server with `args`, do `rounds` round trips one after another,
+/// and require that its descriptor count comes back to where it was: each
+/// accepted connection must be closed once its client is done.
+pub fn no_fd_leak(
+    ctx: &mut Ctx,
+    args: &[&str],
+    rounds: usize,
+    round_trip: RoundTrip,
+) -> Result<(), Failure> {
+    ctx.start(args)?;
+    // One warm-up round first: a server may open something lazily.
+    round_trip(ctx)?;
+    let before = settled_fds(ctx, None)?;
+    for _ in 0..rounds {
+        round_trip(ctx)?;
+        ctx.clear_transcript();
+    }
+    // The server closes its side after our side; give it time to get there.
+    let slack = 4;
+    let after = settled_fds(ctx, Some(before + slack))?;
+    ctx.ensure(
+        after <= before + slack,
+        format!("about {before} open descriptors after {rounds} connections, as before them"),
+    )
+    .map_err(|f| {
+        f.detail(format!(
+            "the server had {before} open descriptors before {rounds} connections and {after} after: \
+             each connection's socket must be closed (dropped) when its client is done"
+        ))
+    })
+}
+
+/// The fd count once it stops changing (or reaches `target`), within ~5 s.
+fn settled_fds(ctx: &mut Ctx, target: Option<usize>) -> Result<usize, Failure> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = open_fds(ctx)?;
+    loop {
+        thread::sleep(Duration::from_millis(50));
+        let now = open_fds(ctx)?;
+        let reached = target.is_some_and(|t| now <= t);
+        if reached || (target.is_none() && now == last) || Instant::now() >= deadline {
+            return Ok(now);
+        }
+        last = now;
+    }
+}
+
+/// Start the server, do one round trip, send SIGTERM, and require exit
+/// status 0 within a few seconds with nothing of its process group left.
+pub fn sigterm_exits_0(ctx: &mut Ctx, args: &[&str], round_trip: RoundTrip) -> Result<(), Failure> {
+    ctx.start(args)?;
+    round_trip(ctx)?;
+    ctx.clear_transcript();
+    ctx.reproduce("kill -TERM <pid>; echo $?   (or Ctrl-C in its terminal, then: echo $?)");
+    let limit = Duration::from_secs(5);
+    let status = ctx.server().terminate(limit);
+    match status {
+        None => Err(ctx
+            .fail(format!("exit within {limit:?} of SIGTERM"))
+            .detail("the server was still running, and had to be killed with SIGKILL")),
+        Some(status) if !status.success() => Err(ctx
+            .fail("exit status 0 after SIGTERM")
+            .detail(format!("the server ended with {status}"))),
+        Some(_) => {
+            let gone = ctx.server().wait_group_gone(limit);
+            ctx.ensure(gone, "no process of the server's group left after it exits")
+                .map_err(|f| f.detail("a child process outlived the server"))
+        }
+    }
+}
+
+/// Connection 1 is made busy by `occupy` and stays open; then `probes`
+/// more connections are opened, `request` is sent on every one of them, and
+/// only then is each answer read and judged by `check` (waiting at most
+/// `patience` per read), last connection first, while all stay open.
+///
+/// A server that serves one client at a time is stuck with connection 1, and
+/// the kernel's listen backlog does not save it: the kernel completes and
+/// queues the other connections, and even buffers their requests, but nobody
+/// answers them. `occupy` must leave the server waiting on connection 1 (a
+/// finished echo round trip on a kept-open connection, or half an HTTP
+/// request head). A sequential server whose read timeout is shorter than
+/// `patience` would slip through: keep `patience` below the rung's header
+/// timeout.
+pub fn serves_while_busy(
+    ctx: &mut Ctx,
+    args: &[&str],
+    occupy: fn(&mut Ctx, &mut TcpStream) -> Result<(), Failure>,
+    probes: usize,
+    request: &[u8],
+    check: fn(&mut Ctx, &mut TcpStream) -> Result<(), Failure>,
+    patience: Duration,
+) -> Result<(), Failure> {
+    ctx.start(args)?;
+    let mut first = ctx.connect()?;
+    occupy(ctx, &mut first)?;
+    let mut others = Vec::with_capacity(probes);
+    for _ in 0..probes {
+        let mut stream = ctx.connect()?;
+        let _ = stream.set_read_timeout(Some(patience));
+        ctx.send(&mut stream, request)?;
+        others.push(stream);
+    }
+    for (i, stream) in others.iter_mut().enumerate().rev() {
+        check(ctx, stream).map_err(|f| {
+            f.expecting(format!(
+                "an answer on connection {} while connection 1 is still open",
+                i + 2
+            ))
+        })?;
+    }
+    drop(first);
+    Ok(())
+}
+
+/// Close `stream` with a reset (RST) instead of a FIN: SO_LINGER with a zero
+/// timeout makes close() throw the connection away, as a crashed client's
+/// kernel does. The server's next read or write on it fails with ECONNRESET.
+pub fn close_with_reset(stream: TcpStream) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    let _ = setsockopt(&stream, sockopt::Linger, &linger);
+    drop(stream);
+}
+
+/// An HTTP response read to the close and split leniently (at the first
+/// `\r\n\r\n` or bare `\n\n`), so that a stage checking one thing (say,
+/// the status) does not also fail on another (say, bare LF line ends).
+pub struct RawResponse {
+    pub bytes: Vec<u8>,
+    /// Where the head ends (after its blank line), if it does.
+    pub head_end: Option<usize>,
+}
+
+impl RawResponse {
+    pub fn new(bytes: Vec<u8>) -> RawResponse {
+        let crlf = find(&bytes, b"\r\n\r\n").map(|i| i + 4);
+        let lf = find(&bytes, b"\n\n").map(|i| i + 2);
+        let head_end = match (crlf, lf) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        RawResponse { bytes, head_end }
+    }
+
+    pub fn head(&self) -> &[u8] {
+        &self.bytes[..self.head_end.unwrap_or(self.bytes.len())]
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.bytes[self.head_end.unwrap_or(self.bytes.len())..]
+    }
+
+    /// The head's lines, without their line ends.
+    pub fn lines(&self) -> impl Iterator<Item = String> + '_ {
+        String::from_utf8_lossy(self.head())
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    /// The status code from `HTTP/1.x NNN reason`.
+    pub fn status(&self) -> Option<u16> {
+        let line = self.lines().next()?;
+        let mut words = line.split(' ');
+        words.next().filter(|v| v.starts_with("HTTP/1."))?;
+        words.next()?.parse().ok()
+    }
+
+    /// The first value of header `name` (case-insensitive), trimmed.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Where `needle` first occurs in `haystack`.
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Send `request` on a new connection and read the answer until the server
+/// closes the connection (send `Connection: close` in `request`).
+pub fn ask(ctx: &mut Ctx, request: &[u8]) -> Result<RawResponse, Failure> {
+    let mut stream = ctx.connect()?;
+    ctx.send(&mut stream, request)?;
+    let bytes = ctx.recv_to_close(&mut stream)?;
+    Ok(RawResponse::new(bytes))
+}

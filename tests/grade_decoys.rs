@@ -1,0 +1,88 @@
+//! Each grader stage is honest: a deliberately wrong server (a decoy, in
+//! exercises/decoys/) is rejected by exactly the stage written to catch its
+//! mistake, and passes all the others; a correct control passes everything.
+//! The decoys are bins of the exercises package, built here with a nested
+//! `cargo build -p exercises`; plain `cargo test` never grades them otherwise.
+
+mod grade_support;
+
+use grade_support::{exercise_bin, grade};
+
+/// Grade `bin` on `exercise` and require that exactly `stages` fail.
+fn assert_rejected_by(exercise: &str, bin: &str, stages: &[&str]) -> String {
+    let graded = grade(&["--bin", &exercise_bin(bin), exercise]);
+    assert_eq!(graded.failed(), stages, "{bin}:\n{}", graded.report);
+    let expected_status = if stages.is_empty() { 0 } else { 1 };
+    assert_eq!(graded.status, Some(expected_status), "{}", graded.report);
+    let failed = stages.len();
+    let passed = graded.stages.len() - failed;
+    assert!(
+        graded
+            .report
+            .ends_with(&format!("{passed} passed, {failed} failed\n")),
+        "{}",
+        graded.report
+    );
+    graded.report
+}
+
+#[test]
+fn an_echo_that_reads_once_fails_echo_large() {
+    assert_rejected_by("ex01", "decoy_echo_reads_once", &["echo_large"]);
+}
+
+#[test]
+fn an_echo_that_leaks_a_descriptor_per_connection_fails_no_fd_leak() {
+    assert_rejected_by("ex01", "decoy_echo_leaks_fd", &["no_fd_leak"]);
+}
+
+#[test]
+fn an_echo_that_ignores_sigterm_fails_sigterm_exits_0() {
+    assert_rejected_by("ex01", "decoy_echo_ignores_sigterm", &["sigterm_exits_0"]);
+}
+
+#[test]
+fn a_threaded_echo_passes_ex01_and_the_concurrency_check() {
+    assert_rejected_by("ex01", "control_echo_threaded", &[]);
+    assert_rejected_by("demo_concurrency", "control_echo_threaded", &[]);
+}
+
+#[test]
+fn a_one_client_at_a_time_echo_fails_the_concurrency_check() {
+    // A correct ex01 solution (ex01 is iterative by design) ...
+    assert_rejected_by("ex01", "decoy_echo_one_at_a_time", &[]);
+    // ... that the concurrency stage (for rungs 04 and 05) rejects, although
+    // the kernel completes and queues the waiting connections for it.
+    assert_rejected_by(
+        "demo_concurrency",
+        "decoy_echo_one_at_a_time",
+        &["serves_while_busy"],
+    );
+}
+
+#[test]
+fn a_hello_without_content_length_fails_content_length_exact() {
+    assert_rejected_by("ex02", "decoy_hello_no_length", &["content_length_exact"]);
+}
+
+#[test]
+fn a_hello_with_bare_lf_fails_status_line_crlf() {
+    let report = assert_rejected_by("ex02", "decoy_hello_bare_lf", &["status_line_crlf"]);
+    // The report shows the bytes with the line ends visible, says what was
+    // expected, where to look, and how to reproduce it by hand.
+    for needle in [
+        "FAIL  status_line_crlf",
+        "got:      \"HTTP/1.1 200 OK\\nContent-Type",
+        "expected: ",
+        "hint:     RFC 9112",
+        "try:      printf 'GET /hello HTTP/1.1\\r\\n",
+        "| nc -q 2 127.0.0.1 8002",
+    ] {
+        assert!(report.contains(needle), "{needle:?} not in:\n{report}");
+    }
+}
+
+#[test]
+fn a_correct_hello_passes_ex02() {
+    assert_rejected_by("ex02", "control_hello", &[]);
+}

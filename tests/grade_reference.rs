@@ -1,0 +1,114 @@
+//! The graders and the reference rungs are one set of checks: every stage of
+//! exercise NN passes on `lessonNN`, and the untouched skeleton fails (its
+//! first stage included), built the way a student builds it (`cargo grade
+//! exNN`, which runs a nested `cargo build -p exercises`).
+
+mod grade_support;
+
+use grade_support::{grade, xml_elements};
+
+fn assert_all_pass(exercise: &str, bin: &str) {
+    let graded = grade(&["--bin", bin, exercise]);
+    assert!(
+        graded.stages.len() >= 8,
+        "{exercise}: too few stages: {:?}",
+        graded.stages
+    );
+    assert_eq!(graded.failed(), Vec::<&str>::new(), "{}", graded.report);
+    assert_eq!(graded.status, Some(0), "{}", graded.report);
+    assert!(
+        graded
+            .report
+            .ends_with(&format!("{} passed, 0 failed\n", graded.stages.len()))
+    );
+}
+
+fn assert_skeleton_fails(exercise: &str) {
+    // No --bin: grade builds exercises/src/bin/exNN_*.rs itself.
+    let graded = grade(&[exercise]);
+    assert_eq!(graded.status, Some(1), "{}", graded.report);
+    let first = &graded.stages[0].0;
+    assert!(
+        graded.failed().contains(&first.as_str()),
+        "the skeleton must fail the first stage:\n{}",
+        graded.report
+    );
+    assert!(
+        graded.report.contains("not yet implemented"),
+        "{}",
+        graded.report
+    );
+}
+
+#[test]
+fn lesson01_passes_every_ex01_stage() {
+    assert_all_pass("ex01", env!("CARGO_BIN_EXE_lesson01_echo"));
+}
+
+#[test]
+fn lesson02_passes_every_ex02_stage() {
+    assert_all_pass("ex02_hello", env!("CARGO_BIN_EXE_lesson02_hello"));
+}
+
+#[test]
+fn the_ex01_skeleton_fails() {
+    assert_skeleton_fails("ex01");
+}
+
+#[test]
+fn the_ex02_skeleton_fails() {
+    assert_skeleton_fails("ex02");
+}
+
+#[test]
+fn a_failing_run_writes_well_formed_junit() {
+    // The echo stages against the HTTP rung: it answers "ping" with a 400,
+    // so most stages fail, with bytes and quotes in every failure message.
+    let dir = std::env::temp_dir().join(format!("grade-junit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let xml_path = dir.join("report.xml");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_grade"))
+        .args([
+            "ex01",
+            "--bin",
+            env!("CARGO_BIN_EXE_lesson02_hello"),
+            "--junit",
+        ])
+        .arg(&xml_path)
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(1));
+    let xml = std::fs::read_to_string(&xml_path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let elements = xml_elements(&xml).unwrap_or_else(|e| panic!("{e}:\n{xml}"));
+    let count = |name: &str| elements.iter().filter(|e| *e == name).count();
+    assert_eq!(count("testsuite"), 1);
+    assert_eq!(count("testcase"), 8);
+    assert!(count("failure") >= 1, "{xml}");
+}
+
+#[test]
+fn list_and_help_name_the_stages_and_examples() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_grade"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let list = run(&["--list"]);
+    assert!(
+        list.contains("ex01_echo") && list.contains("echo_large"),
+        "{list}"
+    );
+    assert!(
+        list.contains("ex02_hello") && list.contains("status_line_crlf"),
+        "{list}"
+    );
+    let help = run(&["--help"]);
+    assert!(
+        help.contains("cargo grade ex01") && help.contains("--junit"),
+        "{help}"
+    );
+}
