@@ -113,6 +113,7 @@ fn run(args: Args) -> io::Result<()> {
         .map_err(|err| io::Error::new(err.kind(), format!("binding {addr}: {err}")))?;
     // The first stdout line; tests and the grader read the port from it.
     ladder::cli::announce("http", listener.local_addr()?)?;
+    // ANCHOR: accept_loop
     for stream in listener.incoming() {
         // accept(2) happened inside `incoming()`; the kernel completed the
         // TCP handshake before that, whether or not we were ready.
@@ -133,6 +134,7 @@ fn run(args: Args) -> io::Result<()> {
         });
     }
     Ok(())
+    // ANCHOR_END: accept_loop
 }
 // ANCHOR_END: thread_per_connection
 
@@ -195,20 +197,26 @@ fn serve_connection(mut stream: TcpStream, site: &Site) -> io::Result<()> {
                 return refuse(&mut stream, peer, &request.request_line(), &rejection);
             }
         };
-        // What a script may learn about the connection besides the request
-        // (RFC 3875 calls these server-supplied values meta-variables too).
-        let gateway = Gateway {
-            peer,
-            local,
-            server_software: concat!("server-ladder/", env!("CARGO_PKG_VERSION")).into(),
-            document_root: site.directory.clone(),
-            timeout: site.timeout,
-            log_tag: "lesson03",
-        };
+        let gateway = gateway(peer, local, site);
         if !answer(&mut stream, request, body, site, &gateway)? {
             return Ok(());
         }
     }
+}
+
+/// What a script may learn about the connection besides the request
+/// (RFC 3875 calls these server-supplied values meta-variables too).
+fn gateway(peer: SocketAddr, local: SocketAddr, site: &Site) -> Gateway {
+    // ANCHOR: gateway
+    Gateway {
+        peer,  // REMOTE_ADDR, REMOTE_HOST
+        local, // SERVER_PORT, and SERVER_NAME when there is no Host
+        server_software: concat!("server-ladder/", env!("CARGO_PKG_VERSION")).into(),
+        document_root: site.directory.clone(), // PATH_TRANSLATED's base
+        timeout: site.timeout,
+        log_tag: "lesson03",
+    }
+    // ANCHOR_END: gateway
 }
 
 /// Read until `buf` holds a whole request head; take it out of `buf`.

@@ -27,6 +27,7 @@ mod runner;
 mod demo_concurrency;
 mod ex01_echo;
 mod ex02_hello;
+mod ex03_cgi;
 
 use std::fs;
 use std::io::Write;
@@ -41,6 +42,7 @@ use runner::{Exercise, Stage};
 const EXERCISES: &[Exercise] = &[
     ex01_echo::EXERCISE,
     ex02_hello::EXERCISE,
+    ex03_cgi::EXERCISE,
     demo_concurrency::EXERCISE,
 ];
 
