@@ -7,7 +7,7 @@
 //! | module | introduced in | what it is |
 //! |---|---|---|
 //! | [`cli`] | 01 (not taught) | the flags every rung shares, the announce line |
-//! | [`trace`] | 01 (not taught) | the `--trace` narrator |
+//! | [`trace`](mod@trace) | 01 (not taught) | the `--trace` narrator |
 //! | [`shutdown`] | 01 (not taught) | clean exit on Ctrl-C and SIGTERM |
 //! | [`http`] | 02 | HTTP/1.1 without I/O: parse, frame, render |
 //! | [`log`] | 02 | the access log in `http.server`'s format |

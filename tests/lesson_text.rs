@@ -17,10 +17,6 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
-/// Names that README.md (the lead's) mentions before they land, excused in
-/// README.md only. Delete a name once its binary or exercise exists.
-const README_AHEAD: &str = "lesson01_echo lesson02_hello loadgen ex01_echo ex01";
-
 // ---------------------------------------------------------------- the files
 
 fn read(rel: &str) -> Option<String> {
@@ -478,19 +474,48 @@ fn holes(skeleton: &str) -> Vec<&str> {
 }
 
 /// The lines of `source`, 1-based numbers kept, with each hole's body blanked.
+/// A hole's signature (see [`split_signature`]) is kept, so a skeleton cannot
+/// silently keep an old signature.
 fn blank_holes<'a>(source: &'a str, holes: &[&str]) -> Vec<(usize, &'a str)> {
+    let lines: Vec<&str> = source.lines().collect();
     let mut out = Vec::new();
-    let mut inside: Option<&str> = None;
-    for (i, line) in source.lines().enumerate() {
-        match (inside, anchor_line(line)) {
-            (Some(h), Some((false, name))) if name == h => inside = None,
-            (Some(_), _) => continue,
-            (None, Some((true, name))) if holes.contains(&name) => inside = Some(name),
-            _ => {}
+    let mut i = 0;
+    while i < lines.len() {
+        out.push((i + 1, lines[i]));
+        i += 1;
+        let Some((true, name)) = anchor_line(lines[i - 1]) else {
+            continue;
+        };
+        if !holes.contains(&name) {
+            continue;
         }
-        out.push((i + 1, line));
+        let end = (i..lines.len())
+            .find(|&j| anchor_line(lines[j]) == Some((false, name)))
+            .unwrap_or(lines.len());
+        let (signature, _) = split_signature(&lines[i..end]);
+        out.extend((i..i + signature.len()).map(|j| (j + 1, lines[j])));
+        i = end;
     }
     out
+}
+
+/// Split a hole's region into its signature (up to the first line ending in
+/// `{`, inclusive) and the rest.
+///
+/// A hole that is a whole function keeps its doc comments and `fn` line(s):
+/// the student fills the body, never the signature. A hole inside a body has
+/// no signature.
+fn split_signature<'a>(region: &[&'a str]) -> (Vec<&'a str>, Vec<&'a str>) {
+    let end = region
+        .iter()
+        .position(|l| l.trim_end().ends_with('{'))
+        .map_or(0, |i| i + 1);
+    let declares_fn = region[..end].iter().any(|l| {
+        let l = l.trim_start();
+        l.starts_with("fn ") || l.starts_with("pub fn ") || l.starts_with("pub(crate) fn ")
+    });
+    let end = if declares_fn { end } else { 0 };
+    (region[..end].to_vec(), region[end..].to_vec())
 }
 
 /// Where a skeleton departs from its reference outside the holes.
@@ -587,8 +612,7 @@ fn commands_name_existing_binaries() {
     let mut problems = Vec::new();
     for path in texts {
         for (line, form, name) in named_binaries(&read(&path).unwrap_or_default()) {
-            let excused = path == "README.md" && README_AHEAD.split(' ').any(|n| n == name);
-            if !excused && !binary_exists(form, &name) {
+            if !binary_exists(form, &name) {
                 problems.push(format!("{path}:{line}: `{form}{name}` names no binary"));
             }
         }
@@ -621,15 +645,69 @@ fn no_forward_references() {
     assert_none("forward references", problems);
 }
 
+/// The skeleton rebuilt from its reference: every line outside the holes is
+/// the reference's, every hole keeps the skeleton's own body. This is what
+/// `BLESS=1` writes after a lesson changed.
+fn rebuild_skeleton(reference: &str, skeleton: &str) -> String {
+    let holes = holes(skeleton);
+    let raw_region = |source: &'static str, name: &str| -> Vec<&'static str> {
+        let mut lines = source
+            .lines()
+            .skip_while(|l| anchor_line(l) != Some((true, name)));
+        lines.next();
+        lines
+            .take_while(|l| anchor_line(l) != Some((false, name)))
+            .collect()
+    };
+    // Leaked once per BLESS run: keeps the borrow story of this helper simple.
+    let reference: &'static str = Box::leak(reference.to_string().into_boxed_str());
+    let skeleton: &'static str = Box::leak(skeleton.to_string().into_boxed_str());
+    let mut out = Vec::new();
+    let mut inside: Option<&str> = None;
+    for line in reference.lines() {
+        match (inside, anchor_line(line)) {
+            (Some(h), Some((false, name))) if name == h => inside = None,
+            (Some(_), _) => continue,
+            (None, Some((true, name))) if holes.contains(&name) => {
+                // The reference's signature, then the skeleton's TODO body.
+                out.push(line);
+                out.extend(split_signature(&raw_region(reference, name)).0);
+                out.extend(split_signature(&raw_region(skeleton, name)).1);
+                inside = Some(name);
+                continue;
+            }
+            _ => {}
+        }
+        out.push(line);
+    }
+    out.join("\n") + "\n"
+}
+
 /// Each skeleton `exercises/src/bin/exNN_*.rs` equals its `src/bin/lessonNN_*.rs`
-/// once the holes are blanked in both.
+/// once the holes are blanked in both. `BLESS=1` rebuilds a drifted skeleton
+/// from its reference, keeping the skeleton's hole bodies.
 #[test]
 fn skeletons_match_their_reference() {
+    let bless = std::env::var_os("BLESS").is_some_and(|v| v != "0");
     let mut problems = Vec::new();
     for (skeleton, reference) in exercises() {
-        let (r, s) = (read(&reference), read(&skeleton));
-        if let Some(why) = skeleton_drift(&r.unwrap_or_default(), &s.unwrap_or_default()) {
-            problems.push(format!("{skeleton} vs {reference}: {why}"));
+        let (r, s) = (
+            read(&reference).unwrap_or_default(),
+            read(&skeleton).unwrap_or_default(),
+        );
+        if let Some(why) = skeleton_drift(&r, &s) {
+            if bless {
+                std::fs::write(
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join(&skeleton),
+                    rebuild_skeleton(&r, &s),
+                )
+                .expect("skeleton is writable");
+                eprintln!("BLESS: rebuilt {skeleton} from {reference}");
+            } else {
+                problems.push(format!(
+                    "{skeleton} vs {reference}: {why}\n    (BLESS=1 cargo test --test lesson_text rebuilds it)"
+                ));
+            }
         }
     }
     assert_none("skeleton fidelity", problems);
@@ -831,4 +909,21 @@ fn skeleton_drift_is_found_outside_holes_only() {
         &skeleton_drift(&renamed, &skeleton).unwrap(),
         "hole `read` is not an anchored region",
     );
+}
+
+#[test]
+/// A rebuilt skeleton has the reference outside the holes and its own
+/// hole bodies inside, and so no longer drifts.
+fn rebuilt_skeleton_keeps_holes_and_takes_the_rest() {
+    let reference =
+        "// new header\n// ANCHOR: h\nfn h() { real() }\n// ANCHOR_END: h\nfn tail() {}\n";
+    let skeleton =
+        "// old header\n// ANCHOR: h\nfn h() { todo!(\"ex\") }\n// ANCHOR_END: h\nfn tail() {}\n";
+    assert!(skeleton_drift(reference, skeleton).is_some());
+    let rebuilt = rebuild_skeleton(reference, skeleton);
+    assert_eq!(
+        rebuilt,
+        "// new header\n// ANCHOR: h\nfn h() { todo!(\"ex\") }\n// ANCHOR_END: h\nfn tail() {}\n"
+    );
+    assert_eq!(skeleton_drift(reference, &rebuilt), None);
 }

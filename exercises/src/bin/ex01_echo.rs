@@ -59,8 +59,10 @@ struct Args {
     listen: ListenArgs<1>,
 
     /// How many connections the kernel may complete and queue for us before
-    /// `accept` takes them (the second argument of listen(2))
-    #[arg(long, default_value_t = 128, value_name = "N")]
+    /// `accept` takes them (the second argument of listen(2); Linux caps it at
+    /// net.core.somaxconn)
+    #[arg(long, default_value_t = 128, value_name = "N",
+          value_parser = clap::value_parser!(i32).range(1..=4096))]
     backlog: i32,
 }
 
@@ -92,7 +94,7 @@ fn run(args: &Args) -> io::Result<()> {
     let local: SockaddrStorage = getsockname(listener.as_raw_fd())?;
     let local = std_addr(&local).ok_or_else(|| io::Error::other("not an IP socket"))?;
     ladder::cli::announce("tcp", local)?;
-    accept_loop(&listener)
+    accept_loop(&listener, args.listen.quiet)
 }
 
 // The four calls that turn "a program" into "a server". nix wraps each C call
@@ -136,8 +138,10 @@ fn bind_error(addr: SocketAddr, err: Errno) -> io::Error {
 // calls accept(), so a second client's connection is completed by the kernel
 // (the three-way handshake needs no help from us) and then waits in the
 // backlog queue, its bytes piling up unanswered. That is this rung's failure.
+// In production, accept4(fd, SOCK_CLOEXEC) as std does, so that a program
+// started later cannot inherit the connection; this one never starts any.
 // ANCHOR: accept_loop
-fn accept_loop(listener: &OwnedFd) -> io::Result<()> {
+fn accept_loop(listener: &OwnedFd, quiet: bool) -> io::Result<()> {
     // TODO(ex01): forever: accept(2) the next connection on `listener` and `serve`
     //   it. Retry on EINTR and ECONNABORTED; on any other error, log it, sleep a
     //   little and carry on: one failed accept must not end the server.
@@ -147,7 +151,7 @@ fn accept_loop(listener: &OwnedFd) -> io::Result<()> {
 
 /// One client, from accept to close. Nothing that goes wrong with one client
 /// may end the server, so this returns nothing: problems are logged.
-fn serve(listen_fd: RawFd, fd: RawFd) {
+fn serve(listen_fd: RawFd, fd: RawFd, quiet: bool) {
     // accept() could have told us the peer's address; nix's accept() leaves
     // that out, so we ask for it. If the client already reset, say so.
     let peer = getpeername::<SockaddrStorage>(fd)
@@ -155,14 +159,14 @@ fn serve(listen_fd: RawFd, fd: RawFd) {
         .and_then(|a| std_addr(&a))
         .map_or_else(|| "unknown peer".to_string(), |a| a.to_string());
     trace!("accept({listen_fd}) -> fd {fd} from {peer}");
-    log(&format!("{peer} connected"));
+    log(quiet, &format!("{peer} connected"));
     let mut echoed = 0;
     match echo_loop(fd, &mut echoed) {
-        Ok(()) => log(&format!("{peer} disconnected after {echoed} bytes")),
+        Ok(()) => log(quiet, &format!("{peer} disconnected after {echoed} bytes")),
         // ECONNRESET: the client's kernel sent a RST instead of a FIN (the
         // client crashed, or closed with unread data). EPIPE: we sent to a
         // client that had already gone. Either way: this client is over.
-        Err(err) => log(&format!("{peer} lost after {echoed} bytes: {err}")),
+        Err(err) => log(quiet, &format!("{peer} lost after {echoed} bytes: {err}")),
     }
     // close(2): int close(int fd);
     // Without this the fd leaks: accept() gave it to us, nothing else closes it.
@@ -201,9 +205,17 @@ fn send_all(fd: RawFd, mut data: &[u8]) -> nix::Result<()> {
 // ANCHOR_END: send_all
 
 /// The connection log on stderr, silenced by `--quiet`.
-fn log(line: &str) {
-    if !ladder::log::quiet() {
+fn log(quiet: bool, line: &str) {
+    if !quiet {
         eprintln!("[lesson01] {line}");
+    }
+}
+
+/// IPv4 or IPv6: the first argument of socket(2) must match the address.
+fn family(addr: SocketAddr) -> AddressFamily {
+    match addr {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
     }
 }
 

@@ -32,7 +32,8 @@ use clap::Parser;
 
 use ladder::cli::ListenArgs;
 use ladder::http::{
-    BodyDecoder, Framing, Limits, Parsed, Rejection, Request, ResponseHead, parse_request,
+    BodyDecoder, BodyFraming, Framing, Limits, Parsed, Rejection, Request, ResponseHead,
+    parse_request,
 };
 use ladder::{log, trace};
 
@@ -260,6 +261,15 @@ fn discard_body(
         Ok(framing) => framing,
         Err(rejection) => return Ok(Got::Rejected(rejection)),
     };
+    // `Expect: 100-continue` (RFC 9110 §10.1.1): the client holds back a
+    // large body until the server says go ahead; curl does this above 1 MiB
+    // and, with no answer, waits a second before sending anyway.
+    let expects = request
+        .header("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if expects && framing != BodyFraming::Empty && input.is_empty() {
+        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    }
     // The decoder is sans I/O like the parser: it is fed whatever bytes
     // arrived (first the ones that came in with the head), says how many it
     // used, and knows by itself when a Content-Length or chunked body ends.
