@@ -277,6 +277,8 @@ fn read_body(
 
 // ANCHOR: dispatch
 /// Answer one request; `Ok(true)` if the connection may carry another.
+/// A script's local redirect (`Location: /path`, RFC 3875 §6.2.2) comes
+/// back here as a fresh GET for that path, never seen by the client.
 fn answer(
     stream: &mut TcpStream,
     mut request: Request,
