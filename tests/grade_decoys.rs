@@ -109,3 +109,31 @@ fn a_polling_server_that_naps_passes_ex05() {
     // see is wrong with it: the control shows they ask no more than they say.
     assert_rejected_by("ex05", "control_epoll_polling", &[]);
 }
+
+#[test]
+fn a_cgi_control_passes_every_ex03_stage() {
+    assert_rejected_by("ex03", "control_cgi", &[]);
+}
+
+#[test]
+fn a_one_connection_at_a_time_cgi_server_fails_two_clients_at_once() {
+    assert_rejected_by("ex03", "decoy_cgi_one_at_a_time", &["two_clients_at_once"]);
+}
+
+#[test]
+fn a_gateway_with_swapped_addresses_fails_connection_variables() {
+    assert_rejected_by(
+        "ex03",
+        "decoy_cgi_swapped_addresses",
+        &["connection_variables"],
+    );
+}
+
+#[test]
+fn passing_local_redirects_to_the_client_fails_both_redirect_stages() {
+    assert_rejected_by(
+        "ex03",
+        "decoy_cgi_no_local_redirects",
+        &["local_redirect_followed", "redirect_loop_stopped"],
+    );
+}

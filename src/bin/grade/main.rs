@@ -27,6 +27,7 @@ mod runner;
 mod demo_concurrency;
 mod ex01_echo;
 mod ex02_hello;
+mod ex03_cgi;
 mod ex05_epoll;
 
 use std::fs;
@@ -42,6 +43,7 @@ use runner::{Exercise, Stage};
 const EXERCISES: &[Exercise] = &[
     ex01_echo::EXERCISE,
     ex02_hello::EXERCISE,
+    ex03_cgi::EXERCISE,
     ex05_epoll::EXERCISE,
     demo_concurrency::EXERCISE,
 ];
