@@ -11,10 +11,12 @@
 //! | [`shutdown`] | 01 (not taught) | clean exit on Ctrl-C and SIGTERM |
 //! | [`http`] | 02 | HTTP/1.1 without I/O: parse, frame, render |
 //! | [`log`] | 02 | the access log in `http.server`'s format |
+//! | [`cgi`] | 03 | CGI/1.1: a request as a program's environment and stdin |
 //! | [`static_files`] | 04 | serving a directory as `python3 -m http.server` does |
 
 #![forbid(unsafe_code)]
 
+pub mod cgi;
 pub mod cli;
 pub mod http;
 pub mod log;

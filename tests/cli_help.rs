@@ -18,6 +18,7 @@ use std::process::Command;
 const BINARIES: &[(&str, &str)] = &[
     ("lesson01_echo", env!("CARGO_BIN_EXE_lesson01_echo")),
     ("lesson02_hello", env!("CARGO_BIN_EXE_lesson02_hello")),
+    ("lesson03_cgi", env!("CARGO_BIN_EXE_lesson03_cgi")),
     (
         "lesson04_http_server",
         env!("CARGO_BIN_EXE_lesson04_http_server"),

@@ -51,6 +51,11 @@ fn lesson02_passes_every_ex02_stage() {
 }
 
 #[test]
+fn lesson03_passes_every_ex03_stage() {
+    assert_all_pass("ex03_cgi", env!("CARGO_BIN_EXE_lesson03_cgi"));
+}
+
+#[test]
 fn lesson04_passes_every_ex04_stage() {
     assert_all_pass(
         "ex04_http_server",
@@ -71,6 +76,11 @@ fn the_ex01_skeleton_fails() {
 #[test]
 fn the_ex02_skeleton_fails() {
     assert_skeleton_fails("ex02");
+}
+
+#[test]
+fn the_ex03_skeleton_fails() {
+    assert_skeleton_fails("ex03");
 }
 
 #[test]

@@ -27,6 +27,7 @@ mod runner;
 mod demo_concurrency;
 mod ex01_echo;
 mod ex02_hello;
+mod ex03_cgi;
 mod ex04_http_server;
 mod ex05_epoll;
 
@@ -43,6 +44,7 @@ use runner::{Exercise, Stage};
 const EXERCISES: &[Exercise] = &[
     ex01_echo::EXERCISE,
     ex02_hello::EXERCISE,
+    ex03_cgi::EXERCISE,
     ex04_http_server::EXERCISE,
     ex05_epoll::EXERCISE,
     demo_concurrency::EXERCISE,

@@ -1,0 +1,317 @@
+//! Exercise 03: a CGI runner (`lesson03_cgi`).
+//!
+//! The CGI protocol itself is `ladder::cgi` (lesson 03's library module);
+//! the exercise is the server around it: the accept loop with a thread per
+//! connection, and the dispatch that sends `/cgi-bin/` paths to scripts,
+//! follows local redirects and serves everything else as static files.
+//! Requests are HTTP/1.0 with no keep-alive, so every answer is read to the
+//! close and never chunked.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::checks::{self, RawResponse};
+use crate::runner::{Ctx, Exercise, Failure, Stage};
+
+pub const EXERCISE: Exercise = Exercise {
+    name: "ex03_cgi",
+    lesson: "lesson03_cgi",
+    port: 8003,
+    stages: &[
+        Stage {
+            name: "runs_a_script",
+            title: "prints its URL, then GET /cgi-bin/with-length.sh runs the script: 200 `exact`",
+            hint: "lessons/03-cgi.md, \"A thread per connection\" and \"From URL to script\": \
+                   accept, hand each connection to `serve_connection`, and in `answer` send \
+                   /cgi-bin/ paths to cgi::resolve and cgi::run",
+            run: runs_a_script,
+        },
+        Stage {
+            name: "request_variables",
+            title: "printenv sees REQUEST_METHOD, SCRIPT_NAME, PATH_INFO and QUERY_STRING",
+            hint: "pass the request itself (its path, with the query) to cgi::resolve and cgi::run",
+            run: request_variables,
+        },
+        Stage {
+            name: "connection_variables",
+            title: "printenv sees SERVER_PORT, REMOTE_ADDR and an absolute PATH_TRANSLATED",
+            hint: "the Gateway carries the connection's addresses and the absolute --directory",
+            run: connection_variables,
+        },
+        Stage {
+            name: "post_body_on_stdin",
+            title: "a POST body, plain and chunked, reaches the script's stdin",
+            hint: "read_body collects the body; give it to cgi::run unchanged",
+            run: post_body_on_stdin,
+        },
+        Stage {
+            name: "local_redirect_followed",
+            title: "`Location: /cgi-bin/with-length.sh` from a script is served in its place",
+            hint: "Outcome::LocalRedirect(path): serve `redirected(&request, &path)` instead, \
+                   without answering the client in between (RFC 3875 §6.2.2)",
+            run: local_redirect_followed,
+        },
+        Stage {
+            name: "redirect_loop_stopped",
+            title: "a script redirecting to itself ends in 500, not a hang",
+            hint: "count local redirects; after MAX_LOCAL_REDIRECTS answer 500",
+            run: redirect_loop_stopped,
+        },
+        Stage {
+            name: "static_files",
+            title: "paths outside /cgi-bin/ are static files: 200 for a file, 404 otherwise",
+            hint: "anything not under CGI_PREFIX goes to serve_static",
+            run: static_files,
+        },
+        Stage {
+            name: "refusals",
+            title: "missing script 404, not executable 403, `..` 400, DELETE 501",
+            hint: "cgi::resolve and Request::check_method return Rejections: answer them with \
+                   `refuse`",
+            run: refusals,
+        },
+        Stage {
+            name: "two_clients_at_once",
+            title: "a client that has sent half a request does not block the next one",
+            hint: "one thread per connection: thread::spawn(move || serve_connection(...))",
+            run: two_clients_at_once,
+        },
+        Stage {
+            name: "no_zombies",
+            title: "after 100 script runs, the server has no zombie children",
+            hint: "cgi::run reaps every script; make sure each request goes through it",
+            run: no_zombies,
+        },
+        Stage {
+            name: "sigterm_exits_0",
+            title: "SIGTERM ends it with exit status 0",
+            hint: "main installs the termination handler before anything else",
+            run: sigterm_exits_0,
+        },
+    ],
+};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// The flags every stage starts the server with: the test scripts and the
+/// test static directory, by absolute path.
+fn args() -> Vec<String> {
+    let root = fixtures();
+    vec![
+        "--cgi-dir".into(),
+        root.join("cgi-bin").display().to_string(),
+        "--directory".into(),
+        root.join("lesson03-www").display().to_string(),
+    ]
+}
+
+fn start(ctx: &mut Ctx) -> Result<(), Failure> {
+    let args = args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ctx.start(&args).map(drop)
+}
+
+fn get(ctx: &mut Ctx, target: &str) -> Result<RawResponse, Failure> {
+    let curl = ctx.curl("-v --http1.0", target);
+    ctx.reproduce(curl);
+    let request = format!("GET {target} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    checks::ask(ctx, request.as_bytes())
+}
+
+fn expect_status(ctx: &Ctx, raw: &RawResponse, status: u16) -> Result<(), Failure> {
+    ctx.ensure(raw.status() == Some(status), format!("status {status}"))
+}
+
+/// `NAME=value` lines of a printenv.sh answer.
+fn variable(raw: &RawResponse, name: &str) -> Option<String> {
+    String::from_utf8_lossy(raw.body())
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_string))
+}
+
+fn expect_variable(ctx: &Ctx, raw: &RawResponse, name: &str, value: &str) -> Result<(), Failure> {
+    ctx.ensure(
+        variable(raw, name).as_deref() == Some(value),
+        format!("the line `{name}={value}` in printenv's output"),
+    )
+}
+
+fn runs_a_script(ctx: &mut Ctx) -> Result<(), Failure> {
+    start(ctx)?;
+    let raw = get(ctx, "/cgi-bin/with-length.sh")?;
+    expect_status(ctx, &raw, 200)?;
+    ctx.ensure(raw.body() == b"exact\n", "the body `exact` and a newline")
+}
+
+fn request_variables(ctx: &mut Ctx) -> Result<(), Failure> {
+    start(ctx)?;
+    let raw = get(ctx, "/cgi-bin/printenv.sh/a/b?x=1&y=2")?;
+    expect_status(ctx, &raw, 200)?;
+    expect_variable(ctx, &raw, "REQUEST_METHOD", "GET")?;
+    expect_variable(ctx, &raw, "SCRIPT_NAME", "/cgi-bin/printenv.sh")?;
+    expect_variable(ctx, &raw, "PATH_INFO", "/a/b")?;
+    expect_variable(ctx, &raw, "QUERY_STRING", "x=1&y=2")?;
+    expect_variable(ctx, &raw, "SERVER_PROTOCOL", "HTTP/1.0")
+}
+
+fn connection_variables(ctx: &mut Ctx) -> Result<(), Failure> {
+    start(ctx)?;
+    let port = ctx.server().addr.port().to_string();
+    let raw = get(ctx, "/cgi-bin/printenv.sh/a/b")?;
+    expect_status(ctx, &raw, 200)?;
+    expect_variable(ctx, &raw, "SERVER_PORT", &port)?;
+    expect_variable(ctx, &raw, "REMOTE_ADDR", "127.0.0.1")?;
+    let www = fixtures()
+        .join("lesson03-www")
+        .canonicalize()
+        .unwrap_or_default();
+    expect_variable(
+        ctx,
+        &raw,
+        "PATH_TRANSLATED",
+        &format!("{}/a/b", www.display()),
+    )
+}
+
+fn post_body_on_stdin(ctx: &mut Ctx) -> Result<(), Failure> {
+    start(ctx)?;
+    ctx.reproduce(format!(
+        "curl -v --http1.0 -d 'hello world' http://127.0.0.1:{}/cgi-bin/echo-body.sh",
+        8003
+    ));
+    let plain =
+        b"POST /cgi-bin/echo-body.sh HTTP/1.0\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world";
+    let raw = checks::ask(ctx, plain)?;
+    expect_status(ctx, &raw, 200)?;
+    ctx.ensure(
+        raw.body() == b"hello world",
+        "the body echoed back: `hello world`",
+    )?;
+    let chunked = b"POST /cgi-bin/echo-body.sh HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\
+        Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    let raw = checks::ask(ctx, chunked)?;
+    expect_status(ctx, &raw, 200)?;
+    ctx.ensure(
+        raw.header("x-content-length").as_deref() == Some("11"),
+        "CONTENT_LENGTH=11 for a chunked body of 11 bytes",
+    )
+}
+
+fn local_redirect_followed(ctx: &mut Ctx) -> Result<(), Failure> {
+    start(ctx)?;
+    let raw = get(ctx, "/cgi-bin/goto.sh")?;
+    expect_status(ctx, &raw, 200)?;
+    ctx.ensure(
+        raw.header("location").is_none(),
+        "no Location header: the server followed it",
+    )?;
+    ctx.ensure(raw.body() == b"exact\n", "with-length.sh's body, `exact`")
+}
+
+fn redirect_loop_stopped(ctx: &mut Ctx) -> Result<(), Failure> {
+    start(ctx)?;
+    let raw = get(ctx, "/cgi-bin/loop.sh")?;
+    expect_status(ctx, &raw, 500)
+}
+
+fn static_files(ctx: &mut Ctx) -> Result<(), Failure> {
+    start(ctx)?;
+    let raw = get(ctx, "/note.txt")?;
+    expect_status(ctx, &raw, 200)?;
+    ctx.ensure(raw.body() == b"plain file\n", "note.txt's contents")?;
+    let raw = get(ctx, "/no-such-file")?;
+    expect_status(ctx, &raw, 404)
+}
+
+fn refusals(ctx: &mut Ctx) -> Result<(), Failure> {
+    start(ctx)?;
+    for (target, status) in [
+        ("/cgi-bin/no-such-script", 404),
+        ("/cgi-bin/not-executable.sh", 403),
+        ("/cgi-bin/%2e%2e/cgi-bin/printenv.sh", 400),
+    ] {
+        let raw = get(ctx, target)?;
+        expect_status(ctx, &raw, status)?;
+    }
+    let request = b"DELETE /cgi-bin/printenv.sh HTTP/1.0\r\nHost: h\r\n\r\n";
+    let raw = checks::ask(ctx, request)?;
+    expect_status(ctx, &raw, 501)
+}
+
+fn half_a_request(ctx: &mut Ctx, stream: &mut std::net::TcpStream) -> Result<(), Failure> {
+    ctx.send(
+        stream,
+        b"GET /cgi-bin/with-length.sh HTTP/1.1\r\nHost: h\r\n",
+    )
+}
+
+fn answered_200(ctx: &mut Ctx, stream: &mut std::net::TcpStream) -> Result<(), Failure> {
+    let raw = RawResponse::new(ctx.recv_to_close(stream)?);
+    expect_status(ctx, &raw, 200)
+}
+
+fn two_clients_at_once(ctx: &mut Ctx) -> Result<(), Failure> {
+    let args = args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let request = b"GET /cgi-bin/with-length.sh HTTP/1.0\r\nHost: h\r\n\r\n";
+    checks::serves_while_busy(
+        ctx,
+        &args,
+        half_a_request,
+        2,
+        request,
+        answered_200,
+        Duration::from_secs(5),
+    )
+}
+
+/// Children of `pid` in state Z, from /proc.
+fn zombies_of(pid: u32) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                return false;
+            };
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str())
+        })
+        .count()
+}
+
+fn no_zombies(ctx: &mut Ctx) -> Result<(), Failure> {
+    start(ctx)?;
+    for _ in 0..100 {
+        let raw = get(ctx, "/cgi-bin/with-length.sh")?;
+        expect_status(ctx, &raw, 200)?;
+    }
+    let pid = ctx.server().pid();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while zombies_of(pid) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let zombies = zombies_of(pid);
+    ctx.ensure(zombies == 0, "no child of the server in state Z (zombie)")
+        .map_err(|f| {
+            f.detail(format!(
+                "{zombies} zombies; see `ps -o pid,stat,cmd --ppid {pid}`"
+            ))
+        })
+}
+
+fn round_trip(ctx: &mut Ctx) -> Result<(), Failure> {
+    let raw = get(ctx, "/cgi-bin/with-length.sh")?;
+    expect_status(ctx, &raw, 200)
+}
+
+fn sigterm_exits_0(ctx: &mut Ctx) -> Result<(), Failure> {
+    let args = args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    checks::sigterm_exits_0(ctx, &args, round_trip)
+}
