@@ -739,3 +739,83 @@ fn keep_alive_matches_python_with_protocol_http11() {
     }
     assert_eq!(answers[1], answers[0]);
 }
+
+// ---------------------------------------------------------------------------
+// --cgi: lesson 03's runner behind /cgi-bin/
+
+fn cgi_site() -> Fixture {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = Fixture::new();
+    let bin = fixture.root().join("cgi-bin");
+    fs::create_dir(&bin).unwrap();
+    let scripts = [
+        (
+            "hello.sh",
+            "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\n\
+             printf 'hello from %s %s\\n' \"$REQUEST_METHOD\" \"$QUERY_STRING\"\n",
+        ),
+        (
+            "echo.sh",
+            "#!/bin/sh\nprintf 'Status: 201 Created\\r\\nContent-Type: text/plain\\r\\n\\r\\n'\ncat\n",
+        ),
+        (
+            "moved.sh",
+            "#!/bin/sh\nprintf 'Location: /a.txt\\r\\n\\r\\n'\n",
+        ),
+    ];
+    for (name, text) in scripts {
+        let path = bin.join(name);
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fixture
+}
+
+#[test]
+fn cgi_scripts_run_with_the_flag_and_are_files_without_it() {
+    let fixture = cgi_site();
+    let plain = start(&fixture.root(), &[]);
+    let source = get(&plain, "/cgi-bin/hello.sh");
+    assert_eq!(source.status, 200);
+    assert!(source.body.starts_with(b"#!/bin/sh"), "served as a file");
+    drop(plain);
+
+    let server = start(&fixture.root(), &["--cgi", "-p", "HTTP/1.1"]);
+    let hello = get(&server, "/cgi-bin/hello.sh?x=1");
+    assert_eq!(hello.status, 200, "{}", hello.head);
+    assert_eq!(hello.body, b"hello from GET x=1\n");
+    let echo = ask(
+        &server,
+        "POST /cgi-bin/echo.sh HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    );
+    assert_eq!(
+        (echo.status, echo.body.as_slice()),
+        (201, b"hello".as_slice())
+    );
+    // A local redirect is served by the server itself: the client sees a.txt.
+    let moved = get(&server, "/cgi-bin/moved.sh");
+    assert_eq!(
+        (moved.status, moved.body.as_slice()),
+        (200, b"hello, world!".as_slice())
+    );
+    // Keep-alive works across a script's answer and a static file.
+    let mut stream = server.connect().unwrap();
+    stream
+        .write_all(b"GET /cgi-bin/hello.sh HTTP/1.1\r\nHost: x\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut leftover = Vec::new();
+    let first = read_response(&mut stream, &mut leftover, false).unwrap();
+    let second = read_response(&mut stream, &mut leftover, false).unwrap();
+    assert_eq!(first.body, b"hello from GET \n");
+    assert_eq!(second.body, b"hello, world!");
+    // Nothing outside the CGI directory runs.
+    for target in [
+        "/cgi-bin/../a.txt",
+        "/cgi-bin/%2e%2e/a.txt",
+        "/cgi-bin/missing.sh",
+    ] {
+        let refused = get(&server, target);
+        assert!(refused.status >= 400, "{target}: {}", refused.head);
+    }
+    common::assert_no_panic(&server);
+}

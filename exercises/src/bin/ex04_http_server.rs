@@ -9,7 +9,8 @@
 //!
 //! **From earlier lessons:** `ladder::http` (parse a request head, render a
 //! response head; lesson 02), `ladder::log` (the access log; lesson 02),
-//! and the infrastructure every rung shares (`cli`, `trace`, `shutdown`).
+//! `ladder::cgi` (running a script for `--cgi`; lesson 03), and the
+//! infrastructure every rung shares (`cli`, `trace`, `shutdown`).
 //!
 //! **Crates used:** clap (flags), nix (`shutdown(2)`, `send(2)`, `sendfile(2)`).
 //!
@@ -51,7 +52,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use ladder::http::{self, Limits, Parsed, Rejection, Request};
 use ladder::static_files::{self, Body, Reply, Root};
-use ladder::{cli, trace};
+use ladder::{cgi, cli, trace};
 
 /// Lesson 04: a faithful `python3 -m http.server` (static files, directory
 /// listings, conditional GET), blocking I/O on a fixed pool of threads.
@@ -105,7 +106,7 @@ struct Config {
     timeout: Option<Duration>,
     /// `false` with `--no-sendfile`.
     sendfile: bool,
-    /// `--cgi`: requests under /cgi-bin/ and /htbin/ go to `cgi_reply`.
+    /// `--cgi`: requests under /cgi-bin/ and /htbin/ go to `run_cgi`.
     cgi: bool,
     /// Request-line and header limits (lesson 02's defaults).
     limits: Limits,
@@ -344,8 +345,18 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, config: &Config) ->
         };
         // Keep only what follows this head: the start of the next request.
         buf.drain(..consumed);
-        // We never read request bodies (only CGI would need them), so a
-        // request that carries one must be the last on this connection.
+        // `--cgi`: scripts under /cgi-bin/ and /htbin/ answer for themselves
+        // (lesson 03's runner writes the response); they may read a body.
+        if config.cgi && is_cgi(&request) {
+            let keep_alive =
+                config.http11 && request.keep_alive() && !STOPPING.load(Ordering::SeqCst);
+            if run_cgi(&mut stream, &mut buf, request, peer, config, keep_alive)? {
+                continue;
+            }
+            return Ok(());
+        }
+        // We never read request bodies outside CGI, so a request that
+        // carries one must be the last on this connection.
         let has_body = !matches!(
             request.body_framing(&config.limits),
             Ok(http::BodyFraming::Empty)
@@ -356,8 +367,9 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, config: &Config) ->
         let keep_alive =
             config.http11 && request.keep_alive() && !has_body && !STOPPING.load(Ordering::SeqCst);
         // What to answer is decided without touching the socket.
-        let reply = if config.cgi && is_cgi(&request) {
-            cgi_reply(&request)
+        let reply = if config.cgi && request.method == "POST" {
+            // Python's CGIHTTPRequestHandler: POST means "run a script".
+            static_files::error_reply(501, "Can only POST to CGI scripts", false)
         } else {
             static_files::respond(&config.root, &request)
         };
@@ -548,13 +560,118 @@ fn is_cgi(request: &Request) -> bool {
     path.starts_with("/cgi-bin/") || path.starts_with("/htbin/")
 }
 
-/// `--cgi`: the hook for lesson 03's runner (`ladder::cgi`). Until that
-/// module is part of this build, CGI requests are refused with a 501.
-fn cgi_reply(request: &Request) -> Reply {
+/// `--cgi`: run the script a request names, with lesson 03's runner
+/// (`ladder::cgi`), and log it. `Ok(true)`: the connection may carry another
+/// request. Python's CGIHTTPRequestHandler does the same job more crudely:
+/// it always answers `200 Script output follows` and passes the script's
+/// output through, so a script's `Status:` header never reaches the client.
+fn run_cgi(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    mut request: Request,
+    peer: SocketAddr,
+    config: &Config,
+    keep_alive: bool,
+) -> io::Result<bool> {
+    let line = request.request_line();
     let head_only = request.method == "HEAD";
-    static_files::error_reply(
-        501,
-        "CGI scripts are not supported by this build",
-        head_only,
-    )
+    let refuse = |stream: &mut TcpStream, rejection: Rejection| {
+        let reply = static_files::error_reply(rejection.status, rejection.detail, head_only);
+        send_reply(stream, reply, false, config)?;
+        ladder::log::access(peer, &line, rejection.status, None);
+        Ok(false)
+    };
+    if let Err(rejection) = request.check_method(&["GET", "HEAD", "POST"]) {
+        return refuse(stream, rejection);
+    }
+    let body = match read_body(stream, buf, &request, config)? {
+        Ok(body) => body,
+        Err(rejection) => return refuse(stream, rejection),
+    };
+    let gateway = cgi::Gateway {
+        peer,
+        local: stream.local_addr()?,
+        server_software: SERVER.into(),
+        document_root: config.root.path().to_path_buf(),
+        timeout: config.timeout.unwrap_or(Duration::from_secs(60)),
+        log_tag: "lesson04",
+    };
+    // A script may answer with a local redirect (RFC 3875 §6.2.2): serve
+    // that path instead, as a GET, a few times at most.
+    for _ in 0..5 {
+        let path = static_files::one_leading_slash(request.path()).to_string();
+        if !is_cgi(&request) {
+            let reply = static_files::respond(&config.root, &request);
+            let (status, close) = (reply.status(), reply.close);
+            send_reply(stream, reply, keep_alive, config)?;
+            ladder::log::access(peer, &line, status, None);
+            return Ok(keep_alive && !close);
+        }
+        let prefix = if path.starts_with("/htbin/") {
+            "/htbin"
+        } else {
+            "/cgi-bin"
+        };
+        let dir = config.root.path().join(&prefix[1..]);
+        let script = match cgi::resolve(&path, prefix, &dir) {
+            Ok(script) => script,
+            Err(rejection) => return refuse(stream, rejection),
+        };
+        match cgi::run(&request, &body, &script, &gateway, keep_alive, stream)? {
+            cgi::Outcome::Responded {
+                status,
+                bytes,
+                keep_alive,
+            } => {
+                ladder::log::access(peer, &line, status, Some(bytes));
+                return Ok(keep_alive);
+            }
+            cgi::Outcome::LocalRedirect(location) => {
+                trace!("local redirect -> GET {location}");
+                request.method = "GET".into();
+                request.target = location;
+            }
+        }
+    }
+    refuse(stream, Rejection::new(500, "Too many local redirects"))
+}
+
+/// Read a CGI request's whole body (a script learns CONTENT_LENGTH before
+/// it starts, so a chunked body is collected first), within `--timeout` per
+/// read. What follows the body stays in `buf`: the next request.
+fn read_body(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    request: &Request,
+    config: &Config,
+) -> io::Result<Result<Vec<u8>, Rejection>> {
+    let framing = match request.body_framing(&config.limits) {
+        Ok(framing) => framing,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    let mut decoder = http::BodyDecoder::new(framing, &config.limits);
+    // `Expect: 100-continue`: the client waits for a word before sending a
+    // large body. Python says it only under -p HTTP/1.1; so do we.
+    let expects = request
+        .header("expect")
+        .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"));
+    if expects && config.http11 && !decoder.is_done() {
+        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    }
+    stream.set_read_timeout(config.timeout)?;
+    let mut body = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match decoder.feed(buf, &mut body) {
+            Ok(used) => drop(buf.drain(..used)),
+            Err(rejection) => return Ok(Err(rejection)),
+        }
+        if decoder.is_done() {
+            return Ok(Ok(body));
+        }
+        match stream.read(&mut chunk)? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
