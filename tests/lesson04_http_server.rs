@@ -315,7 +315,10 @@ fn every_traversal_vector_is_refused() {
 #[test]
 fn hostile_input_gets_errors_never_a_panic() {
     let fixture = Fixture::new();
-    let server = start(&fixture.root(), &["--threads", "2"]);
+    // A head that never completes ("\r\n\r\n" is only the blank lines a
+    // parser may skip before a request) waits for --timeout, which must be
+    // well below the test's own read timeout.
+    let server = start(&fixture.root(), &["--threads", "2", "--timeout", "2"]);
     let inputs: &[&[u8]] = &[
         b"garbage\r\n\r\n",
         b"GET / HTTP/2.0\r\n\r\n",
