@@ -269,30 +269,38 @@ pub fn resolve(root: &Root, target: &str) -> Result<Resolved, Rejection> {
     let mut path = root.dir.clone();
     path.extend(&segments);
     let not_found = Rejection::new(404, "File not found");
-    // stat(2), following symlinks: what would we really be serving?
-    let meta = fs::metadata(&path).map_err(|_| not_found.clone())?;
     let url_path = target.split(['?', '#']).next().unwrap_or("");
+    // realpath(3), open(2), fstat(2): what would we really be serving?
+    let real = inside(root, &path)?;
+    let (file, meta) = open_real(&real)?;
     if meta.is_dir() {
-        let dir = inside(root, &path)?;
+        drop(file); // a listing reads the directory by name
         if !url_path.ends_with('/') {
             return Ok(Resolved::Redirect {
                 location: with_slash(target),
             });
         }
         for index in ["index.html", "index.htm"] {
-            let candidate = dir.join(index);
+            let candidate = real.join(index);
             if candidate.is_file() {
-                return open_inside(root, &candidate, index);
+                let (file, meta) = open_real(&inside(root, &candidate)?)?;
+                if !meta.is_file() {
+                    return Err(not_found);
+                }
+                let name = index.to_string();
+                return Ok(Resolved::File { file, meta, name });
             }
         }
-        return Ok(Resolved::Listing { dir });
+        return Ok(Resolved::Listing { dir: real });
     }
-    // `/file.txt/` names no directory: Python answers 404, so do we.
+    // `/file.txt/` names no directory: Python answers 404, so do we. A FIFO
+    // or a device is no file to serve either.
     if url_path.ends_with('/') || !meta.is_file() {
         return Err(not_found);
     }
     let name = segments.last().map(|s| s.to_string_lossy().into_owned());
-    open_inside(root, &path, &name.unwrap_or_default())
+    let name = name.unwrap_or_default();
+    Ok(Resolved::File { file, meta, name })
 }
 
 /// `//evil.example/` becomes `/evil.example/`. A Location starting with `//`
@@ -342,29 +350,24 @@ fn inside(root: &Root, path: &Path) -> Result<PathBuf, Rejection> {
     }
 }
 
-/// Open a file known to be inside the root. Between the check and the
+/// Open what `inside` found, and `fstat` it. Between that check and this
 /// open, someone could swap a directory for a symlink (a TOCTOU race);
 /// opening the *canonical* path with O_NOFOLLOW narrows that window to the
 /// directories above it. In production, openat2(2) with RESOLVE_BENEATH
 /// makes the kernel do the check and the open as one step.
-fn open_inside(root: &Root, path: &Path, name: &str) -> Result<Resolved, Rejection> {
+fn open_real(real: &Path) -> Result<(File, Metadata), Rejection> {
     let not_found = Rejection::new(404, "File not found");
-    let real = inside(root, path)?;
-    // O_NONBLOCK: if a FIFO was swapped in after the check, opening it must
-    // not wait for a writer (it has no effect on regular files).
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (it has no
+    // effect on regular files or directories).
     let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
     let file = File::options()
         .read(true)
         .custom_flags(flags.bits())
-        .open(&real)
+        .open(real)
         .map_err(|_| not_found.clone())?;
     // fstat(2) on what we opened, not stat(2) on a name that may have changed.
-    let meta = file.metadata().map_err(|_| not_found.clone())?;
-    if !meta.is_file() {
-        return Err(not_found);
-    }
-    let name = name.to_string();
-    Ok(Resolved::File { file, meta, name })
+    let meta = file.metadata().map_err(|_| not_found)?;
+    Ok((file, meta))
 }
 // ANCHOR_END: inside_root
 

@@ -322,6 +322,10 @@ fn serve(stream: TcpStream, peer: SocketAddr, config: &Config) {
     }
 }
 
+/// How long one read waits before `read_head` checks the deadline and the
+/// shutdown flag again.
+const SLICE: Duration = Duration::from_millis(250);
+
 /// What reading a request head came to.
 enum Head {
     Request {
@@ -345,6 +349,7 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, config: &Config) ->
     // A client that stops reading our response must not hold a worker
     // forever either: SO_SNDTIMEO bounds each write.
     stream.set_write_timeout(config.timeout)?;
+    stream.set_read_timeout(Some(SLICE))?;
     let mut buf = Vec::with_capacity(8 * 1024);
     loop {
         let (request, consumed) = match read_head(&mut stream, &mut buf, config)? {
@@ -372,6 +377,7 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, config: &Config) ->
             let keep_alive =
                 config.http11 && request.keep_alive() && !STOPPING.load(Ordering::SeqCst);
             if run_cgi(&mut stream, &mut buf, request, peer, config, keep_alive)? {
+                stream.set_read_timeout(Some(SLICE))?; // read_body changed it
                 continue;
             }
             return Ok(());
@@ -440,10 +446,13 @@ fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, config: &Config) -> io::
                 Head::Rejected(Rejection::new(408, "Request head not received in time"))
             });
         }
-        let slice = left
-            .unwrap_or(Duration::MAX)
-            .min(Duration::from_millis(250));
-        stream.set_read_timeout(Some(slice))?;
+        // The socket's read timeout is SLICE (set once per connection, one
+        // setsockopt(2) saved per request); only a last, shorter slice
+        // before the deadline needs its own.
+        let slice = left.unwrap_or(SLICE).min(SLICE);
+        if slice < SLICE {
+            stream.set_read_timeout(Some(slice))?;
+        }
         match stream.read(&mut chunk) {
             Ok(0) => return Ok(Head::Closed("client closed the connection")),
             Ok(n) => {

@@ -301,6 +301,10 @@ fn serve(stream: TcpStream, peer: SocketAddr, config: &Config) {
     }
 }
 
+/// How long one read waits before `read_head` checks the deadline and the
+/// shutdown flag again.
+const SLICE: Duration = Duration::from_millis(250);
+
 /// What reading a request head came to.
 enum Head {
     Request {
@@ -324,6 +328,7 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, config: &Config) ->
     // A client that stops reading our response must not hold a worker
     // forever either: SO_SNDTIMEO bounds each write.
     stream.set_write_timeout(config.timeout)?;
+    stream.set_read_timeout(Some(SLICE))?;
     let mut buf = Vec::with_capacity(8 * 1024);
     loop {
         let (request, consumed) = match read_head(&mut stream, &mut buf, config)? {
@@ -351,6 +356,7 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, config: &Config) ->
             let keep_alive =
                 config.http11 && request.keep_alive() && !STOPPING.load(Ordering::SeqCst);
             if run_cgi(&mut stream, &mut buf, request, peer, config, keep_alive)? {
+                stream.set_read_timeout(Some(SLICE))?; // read_body changed it
                 continue;
             }
             return Ok(());
@@ -399,9 +405,9 @@ fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, config: &Config) -> io::
     // TODO(ex04): loop until `buf` holds a whole head: first parse what is
     //   already there (http::parse_request: Complete -> Head::Request,
     //   Err -> Head::Rejected, Partial -> read more). One deadline for the
-    //   whole head (config.timeout); read in slices of at most 250 ms so a
-    //   shutdown (STOPPING, with nothing received) is noticed. Deadline passed:
-    //   nothing received -> Head::Closed, half a head -> a 408 Rejection.
+    //   whole head (config.timeout); reads wait at most SLICE (the socket's
+    //   read timeout) so a shutdown (STOPPING, nothing received) is noticed.
+    //   Deadline passed: nothing received -> Head::Closed, half a head -> 408.
     todo!("ex04: read until a whole head, within --timeout")
 }
 // ANCHOR_END: read_head
