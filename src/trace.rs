@@ -33,12 +33,14 @@ pub fn set_role(role: &str) {
 /// Write one trace line. Use the [`trace!`](crate::trace!) macro instead, which
 /// skips the formatting when tracing is off.
 pub fn emit(args: std::fmt::Arguments<'_>) {
-    // One `eprintln!` is one write(2) of a whole line (stderr is unbuffered and
-    // locked for the call), so lines from several threads do not interleave.
-    match ROLE.get() {
-        Some(role) => eprintln!("[trace {role} {}] {args}", std::process::id()),
-        None => eprintln!("[trace] {args}"),
-    }
+    // Format the whole line first and hand it to write(2) in one call:
+    // `eprintln!` may issue one write per formatted piece, and lines from
+    // several threads (or processes sharing the terminal) would interleave.
+    let line = match ROLE.get() {
+        Some(role) => format!("[trace {role} {}] {args}\n", std::process::id()),
+        None => format!("[trace] {args}\n"),
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
 }
 
 /// `trace!("accept({}) -> fd {}", listener, fd)`: print when `--trace` is on.
