@@ -29,10 +29,11 @@ pub fn access(peer: SocketAddr, request_line: &str, status: u16, size: Option<u6
     if quiet() {
         return;
     }
-    eprintln!(
-        "{}",
-        access_line(peer, request_line, status, size, SystemTime::now())
-    );
+    // One write(2) per line: `eprintln!` may split a line into several
+    // writes, and lines from worker threads would then interleave.
+    let mut line = access_line(peer, request_line, status, size, SystemTime::now());
+    line.push('\n');
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
 }
 
 /// The access-log line itself, separated from the clock so it can be tested.

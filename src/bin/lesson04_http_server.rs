@@ -57,7 +57,15 @@ use ladder::{cgi, cli, trace};
 /// Lesson 04: a faithful `python3 -m http.server` (static files, directory
 /// listings, conditional GET), blocking I/O on a fixed pool of threads.
 #[derive(Parser)]
-#[command(version)]
+#[command(
+    version,
+    after_help = "Examples:\n  \
+        cargo run --bin lesson04_http_server                  (serve . on port 8004)\n  \
+        cargo run --bin lesson04_http_server -- 9000 -d /tmp  (Python's positional port)\n  \
+        cargo run --bin lesson04_http_server -- -p HTTP/1.1   (keep-alive)\n  \
+        cargo run --bin lesson04_http_server -- --cgi         (run /cgi-bin/ scripts)\n  \
+        curl -v http://127.0.0.1:8004/"
+)]
 struct Args {
     #[command(flatten)]
     listen: cli::ListenArgs<4>,

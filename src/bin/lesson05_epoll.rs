@@ -72,7 +72,15 @@ const HELLO: &[u8] = b"Hello, World!\n";
 
 /// Lesson 05: one thread, many sockets: an HTTP server on an event loop (mio, or raw epoll).
 #[derive(Parser)]
-#[command(version)]
+#[command(
+    version,
+    after_help = "Examples:\n  \
+        cargo run --bin lesson05_epoll\n  \
+        curl -v http://127.0.0.1:8005/hello\n  \
+        curl 'http://127.0.0.1:8005/slow?ms=2000'     (one core busy: everyone waits)\n  \
+        cargo run --bin lesson05_epoll -- --trace --raw-epoll\n  \
+        nc 127.0.0.1 8005                             (type a request slowly)"
+)]
 struct Args {
     #[command(flatten)]
     listen: ladder::cli::ListenArgs<5>,

@@ -49,7 +49,14 @@ const CGI_PREFIX: &str = "/cgi-bin";
 
 /// Lesson 03: a CGI runner (RFC 3875). /cgi-bin/NAME runs a script; other paths are static files.
 #[derive(Parser)]
-#[command(version)]
+#[command(
+    version,
+    after_help = "Examples:\n  \
+        cargo run --bin lesson03_cgi\n  \
+        curl -v 'http://127.0.0.1:8003/cgi-bin/printenv.sh/foo/bar?x=1'\n  \
+        curl -d 'name=Ada' http://127.0.0.1:8003/cgi-bin/form.py\n  \
+        cargo run --bin lesson03_cgi -- --trace      (fork, exec and wait for each request)"
+)]
 struct Args {
     #[command(flatten)]
     listen: ListenArgs<3>,
