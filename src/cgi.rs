@@ -34,7 +34,9 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::http::{Framing, LAST_CHUNK, Rejection, Request, ResponseHead, error_response};
+use crate::http::{
+    BodyDecoder, Framing, LAST_CHUNK, Limits, Rejection, Request, ResponseHead, error_response,
+};
 use crate::trace;
 
 /// The one variable a script gets beyond RFC 3875's: the environment starts
@@ -163,6 +165,52 @@ pub fn percent_decode(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Collect a request's whole body from a blocking stream, before the script
+/// starts: the script is told CONTENT_LENGTH up front (RFC 3875 §4.2), so a
+/// chunked body must be decoded to the end first. `buf` holds what was read
+/// past the head; what follows the body stays in it (the next request).
+///
+/// `send_continue`: answer `Expect: 100-continue` (RFC 9110 §10.1.1) with
+/// the interim `100 Continue`, since we always want the body. The client
+/// (curl, for large uploads) otherwise waits about a second before sending.
+/// Only an HTTP/1.1 server may send it; the caller knows which it is.
+pub fn read_body(
+    stream: &mut (impl Read + Write),
+    buf: &mut Vec<u8>,
+    request: &Request,
+    limits: &Limits,
+    send_continue: bool,
+) -> io::Result<Result<Vec<u8>, Rejection>> {
+    let framing = match request.body_framing(limits) {
+        Ok(framing) => framing,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    let mut decoder = BodyDecoder::new(framing, limits);
+    let expects = request
+        .header("expect")
+        .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"));
+    if expects && send_continue && !decoder.is_done() {
+        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    }
+    // The decoder is sans I/O (lesson 02): we hand it whatever arrived, it
+    // appends payload to `body` and says how much of `buf` it used.
+    let mut body = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match decoder.feed(buf, &mut body) {
+            Ok(used) => drop(buf.drain(..used)),
+            Err(rejection) => return Ok(Err(rejection)),
+        }
+        if decoder.is_done() {
+            return Ok(Ok(body));
+        }
+        match stream.read(&mut chunk)? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
 
 // ANCHOR: meta_variables

@@ -657,7 +657,9 @@ fn run_cgi(
     if let Err(rejection) = request.check_method(&["GET", "HEAD", "POST"]) {
         return refuse(stream, rejection);
     }
-    let body = match read_body(stream, buf, &request, config)? {
+    // Python says `100 Continue` only under -p HTTP/1.1; so do we.
+    stream.set_read_timeout(config.timeout)?;
+    let body = match cgi::read_body(stream, buf, &request, &config.limits, config.http11)? {
         Ok(body) => body,
         Err(rejection) => return refuse(stream, rejection),
     };
@@ -707,44 +709,4 @@ fn run_cgi(
         }
     }
     refuse(stream, Rejection::new(500, "Too many local redirects"))
-}
-
-/// Read a CGI request's whole body (a script learns CONTENT_LENGTH before
-/// it starts, so a chunked body is collected first), within `--timeout` per
-/// read. What follows the body stays in `buf`: the next request.
-fn read_body(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    request: &Request,
-    config: &Config,
-) -> io::Result<Result<Vec<u8>, Rejection>> {
-    let framing = match request.body_framing(&config.limits) {
-        Ok(framing) => framing,
-        Err(rejection) => return Ok(Err(rejection)),
-    };
-    let mut decoder = http::BodyDecoder::new(framing, &config.limits);
-    // `Expect: 100-continue`: the client waits for a word before sending a
-    // large body. Python says it only under -p HTTP/1.1; so do we.
-    let expects = request
-        .header("expect")
-        .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"));
-    if expects && config.http11 && !decoder.is_done() {
-        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-    }
-    stream.set_read_timeout(config.timeout)?;
-    let mut body = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        match decoder.feed(buf, &mut body) {
-            Ok(used) => drop(buf.drain(..used)),
-            Err(rejection) => return Ok(Err(rejection)),
-        }
-        if decoder.is_done() {
-            return Ok(Ok(body));
-        }
-        match stream.read(&mut chunk)? {
-            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            n => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
 }

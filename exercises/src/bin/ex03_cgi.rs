@@ -33,7 +33,7 @@ use std::time::Duration;
 use clap::Parser;
 use ladder::cgi::{self, Gateway, Outcome};
 use ladder::cli::ListenArgs;
-use ladder::http::{self, BodyDecoder, Framing, Limits, Parsed, Rejection, Request, ResponseHead};
+use ladder::http::{self, Framing, Limits, Parsed, Rejection, Request, ResponseHead};
 use ladder::trace;
 
 /// A client must send a whole request head within this time, and an idle
@@ -183,7 +183,13 @@ fn serve_connection(mut stream: TcpStream, site: &Site) -> io::Result<()> {
             Some(Ok(request)) => request,
             Some(Err(rejection)) => return refuse(&mut stream, peer, "-", &rejection),
         };
-        let body = match read_body(&mut stream, &mut buf, &request, &limits)? {
+        let body = match cgi::read_body(
+            &mut stream,
+            &mut buf,
+            &request,
+            &limits,
+            request.version == http::Version::Http11,
+        )? {
             Ok(body) => body,
             Err(rejection) => {
                 return refuse(&mut stream, peer, &request.request_line(), &rejection);
@@ -234,50 +240,6 @@ fn read_request(
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(err) if is_timeout(&err) => return Ok(None),
             Err(err) => return Err(err),
-        }
-    }
-}
-
-/// Read and decode the whole body (Content-Length or chunked) into memory.
-/// A script's CONTENT_LENGTH must be known before it starts, so a chunked
-/// body has to be collected first (RFC 3875 §4.2); `Limits` caps it.
-fn read_body(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    request: &Request,
-    limits: &Limits,
-) -> io::Result<Result<Vec<u8>, Rejection>> {
-    let framing = match request.body_framing(limits) {
-        Ok(framing) => framing,
-        Err(rejection) => return Ok(Err(rejection)),
-    };
-    let mut decoder = BodyDecoder::new(framing, limits);
-    // `Expect: 100-continue` (RFC 9110 §10.1.1): the client asks whether to
-    // bother sending its body. curl asks for large uploads and waits about
-    // a second for the interim answer; we always want the body, so say so
-    // at once. Refusing early (413) is the other honest answer.
-    let expects = request
-        .header("expect")
-        .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"));
-    if expects && !decoder.is_done() && request.version == http::Version::Http11 {
-        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-    }
-    // The decoder is sans I/O (lesson 02): we hand it whatever arrived, it
-    // appends payload to `body` and says how much of `buf` it used; what it
-    // leaves is the start of the next request.
-    let mut body = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        match decoder.feed(buf, &mut body) {
-            Ok(used) => drop(buf.drain(..used)),
-            Err(rejection) => return Ok(Err(rejection)),
-        }
-        if decoder.is_done() {
-            return Ok(Ok(body));
-        }
-        match stream.read(&mut chunk)? {
-            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            n => buf.extend_from_slice(&chunk[..n]),
         }
     }
 }
