@@ -402,7 +402,7 @@ fn transcript_of_the_naive_response() {
 #[test]
 fn transcript_of_curl_verbose() {
     if Command::new("curl").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: curl is not installed, so the curl -v transcripts were not checked");
+        common::skipped("curl", "the curl -v transcripts");
         return;
     }
     for (args, name) in [

@@ -688,7 +688,10 @@ fn transcript_redirects_and_failures() {
 #[test]
 fn transcript_python_side_by_side() {
     if Command::new("python3").arg("--version").output().is_err() {
-        eprintln!("python3 is not installed: skipping the side-by-side transcript");
+        common::skipped(
+            "python3",
+            "the side-by-side transcript with python3 -m http.server --cgi",
+        );
         return;
     }
     let mut python = Command::new("python3");

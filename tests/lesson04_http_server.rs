@@ -135,7 +135,10 @@ fn start_python_with(root: &Path, extra: &[&str]) -> Option<Server> {
 fn matches_python_http_server() {
     let fixture = Fixture::new();
     let Some(python) = start_python(&fixture.root()) else {
-        eprintln!("SKIPPED: python3 with http.server is not installed here");
+        common::skipped(
+            "python3",
+            "the side-by-side comparison with python3 -m http.server",
+        );
         return;
     };
     let ours = start(&fixture.root(), &[]);
@@ -717,7 +720,10 @@ fn transcripts() {
 fn keep_alive_matches_python_with_protocol_http11() {
     let fixture = Fixture::new();
     let Some(python) = start_python_with(&fixture.root(), &["-p", "HTTP/1.1"]) else {
-        eprintln!("SKIPPED: python3 with http.server is not installed here");
+        common::skipped(
+            "python3",
+            "keep-alive beside python3 -m http.server -p HTTP/1.1",
+        );
         return;
     };
     let ours = start(&fixture.root(), &["-p", "HTTP/1.1"]);

@@ -416,3 +416,12 @@ pub fn assert_no_panic(server: &Server) {
         "the server panicked:\n{stderr}"
     );
 }
+
+/// Say plainly that a test was skipped because `tool` is missing, and what
+/// went unchecked. Written to the process's stderr directly, past the test
+/// harness's capture (which only intercepts `print!`/`eprint!`), so the line
+/// shows in a plain `cargo test` run. README.md lists the tests allowed to skip.
+pub fn skipped(tool: &str, unchecked: &str) {
+    let line = format!("skipped: {tool} not found; {unchecked} was not checked\n");
+    let _ = io::Write::write_all(&mut io::stderr().lock(), line.as_bytes());
+}
