@@ -39,6 +39,10 @@ use crate::http::{
 };
 use crate::trace;
 
+/// Percent-decoding lives in `ladder::http`; re-exported for the callers of
+/// lesson 03.
+pub use crate::http::percent_decode;
+
 /// The one variable a script gets beyond RFC 3875's: the environment starts
 /// empty, and without a `PATH` a script's `#!/usr/bin/env python3` line could
 /// not find `python3`.
@@ -145,27 +149,6 @@ pub fn resolve(url_path: &str, prefix: &str, cgi_dir: &Path) -> Result<ScriptTar
     })
 }
 // ANCHOR_END: resolve
-
-/// `%41` → `A`. Malformed escapes (`%zz`, a trailing `%`) stay as they are.
-pub fn percent_decode(s: &str) -> Vec<u8> {
-    let bytes = s.as_bytes();
-    let hex = |i: usize| bytes.get(i).and_then(|&b| (b as char).to_digit(16));
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match (bytes[i], hex(i + 1), hex(i + 2)) {
-            (b'%', Some(high), Some(low)) => {
-                out.push((high * 16 + low) as u8);
-                i += 3;
-            }
-            (byte, _, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    out
-}
 
 /// Collect a request's whole body from a blocking stream, before the script
 /// starts: the script is told CONTENT_LENGTH up front (RFC 3875 §4.2), so a

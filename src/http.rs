@@ -655,6 +655,30 @@ pub fn error_response(status: u16, detail: &str) -> Vec<u8> {
     out
 }
 
+/// Percent-decoding of a request target (RFC 3986 §2.1), as Python's
+/// `urllib.parse.unquote` does it: `%XX` becomes the byte 0xXX; a `%` not
+/// followed by two hex digits (`%zz`, a trailing `%`) stays as it is. The
+/// result is bytes, since nothing says the decoded target is UTF-8.
+pub fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let hex = |at: usize| bytes.get(at).and_then(|&b| (b as char).to_digit(16));
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// The reason phrase for a status code (RFC 9110 §15).
 pub fn reason(status: u16) -> &'static str {
     match status {

@@ -33,6 +33,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::http::{Framing, Rejection, Request, ResponseHead};
 
+/// `urllib.parse.unquote`, from `ladder::http` (lesson 02).
+pub use crate::http::percent_decode;
+
 /// The directory being served, canonicalized once at start-up so every
 /// later check compares like with like (no `.`/`..`, no symlinks, absolute).
 #[derive(Debug, Clone)]
@@ -600,28 +603,6 @@ const MIME_TYPES: &[(&str, &str)] = &[
     (".eml", "message/rfc822"),
     (".bin", "application/octet-stream"),
 ];
-
-/// `urllib.parse.unquote`: `%XX` becomes the byte 0xXX; a `%` not followed
-/// by two hex digits stays as it is.
-pub fn percent_decode(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |at: usize| bytes.get(at).and_then(|&b| (b as char).to_digit(16));
-        match (bytes[i], hex(i + 1), hex(i + 2)) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            (byte, _, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    out
-}
 
 /// `urllib.parse.quote(name)`: every byte but letters, digits, `_.-~` and
 /// `/` becomes `%XX` (upper-case hex), so a name is safe inside `href="..."`.
