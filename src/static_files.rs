@@ -36,15 +36,24 @@ use crate::http::{Framing, Rejection, Request, ResponseHead};
 /// `urllib.parse.unquote`, from `ladder::http` (lesson 02).
 pub use crate::http::percent_decode;
 
-/// The directory being served, canonicalized once at start-up so every
-/// later check compares like with like (no `.`/`..`, no symlinks, absolute).
-#[derive(Debug, Clone)]
+/// The directory being served, opened once at start-up: every request path
+/// is opened *beneath* this open directory (see [`open_beneath`]).
+///
+/// Like a shell `cd`'d into a directory, the server keeps the directory it
+/// was given, even if that is renamed, or deleted and made again under the
+/// same name: restart the server to serve the new one.
+#[derive(Debug)]
 pub struct Root {
+    /// Canonical (absolute, no `.`/`..`, no symlinks), for the slow check
+    /// in [`by_real_path`] and for CGI's `DOCUMENT_ROOT`.
     dir: PathBuf,
+    /// The directory itself, open: what openat2(2) resolves beneath.
+    handle: File,
 }
 
 impl Root {
-    /// Canonicalize `dir`; fails if it does not exist or is not a directory.
+    /// Canonicalize and open `dir`; fails if it does not exist or is not a
+    /// directory.
     pub fn new(dir: &Path) -> io::Result<Root> {
         let dir = fs::canonicalize(dir)
             .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", dir.display())))?;
@@ -54,7 +63,9 @@ impl Root {
                 format!("{} is not a directory", dir.display()),
             ));
         }
-        Ok(Root { dir })
+        let handle = File::open(&dir)
+            .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", dir.display())))?;
+        Ok(Root { dir, handle })
     }
 
     /// The canonical directory.
@@ -269,13 +280,16 @@ pub fn url_to_segments(target: &str) -> Result<Vec<OsString>, Rejection> {
 pub fn resolve(root: &Root, target: &str) -> Result<Resolved, Rejection> {
     let target = one_leading_slash(target);
     let segments = url_to_segments(target)?;
-    let mut path = root.dir.clone();
-    path.extend(&segments);
+    // Relative to the root; "." for the root itself.
+    let relative: PathBuf = if segments.is_empty() {
+        ".".into()
+    } else {
+        segments.iter().collect()
+    };
     let not_found = Rejection::new(404, "File not found");
     let url_path = target.split(['?', '#']).next().unwrap_or("");
-    // realpath(3), open(2), fstat(2): what would we really be serving?
-    let real = inside(root, &path)?;
-    let (file, meta) = open_real(&real)?;
+    // openat2(2) and fstat(2): what would we really be serving?
+    let (file, meta) = open_beneath(root, &relative)?;
     if meta.is_dir() {
         drop(file); // a listing reads the directory by name
         if !url_path.ends_with('/') {
@@ -284,17 +298,23 @@ pub fn resolve(root: &Root, target: &str) -> Result<Resolved, Rejection> {
             });
         }
         for index in ["index.html", "index.htm"] {
-            let candidate = real.join(index);
-            if candidate.is_file() {
-                let (file, meta) = open_real(&inside(root, &candidate)?)?;
-                if !meta.is_file() {
-                    return Err(not_found);
+            // Python's os.path.isfile: a missing index, or a directory
+            // named index.html, means "try the next one".
+            match open_beneath(root, &relative.join(index)) {
+                Ok((file, meta)) if meta.is_file() => {
+                    let name = index.to_string();
+                    return Ok(Resolved::File { file, meta, name });
                 }
-                let name = index.to_string();
-                return Ok(Resolved::File { file, meta, name });
+                Err(refusal) if refusal.status == 403 => return Err(refusal),
+                _ => {}
             }
         }
-        return Ok(Resolved::Listing { dir: real });
+        // The listing reads the directory by name: a name swapped for a
+        // symlink this instant could still show us another directory's
+        // names (never its files, which are opened beneath the root).
+        let mut dir = root.dir.clone();
+        dir.extend(&segments);
+        return Ok(Resolved::Listing { dir });
     }
     // `/file.txt/` names no directory: Python answers 404, so do we. A FIFO
     // or a device is no file to serve either.
@@ -333,42 +353,63 @@ fn with_slash(target: &str) -> String {
 }
 
 // ANCHOR: inside_root
-/// Resolve every symlink in `path` and refuse it unless the real path is
-/// still under the root. `Path::starts_with` compares whole components, so
-/// `/srv/www-old` is not inside `/srv/www`.
-fn inside(root: &Root, path: &Path) -> Result<PathBuf, Rejection> {
-    let real = fs::canonicalize(path).map_err(|_| Rejection::new(404, "File not found"))?;
-    if real.starts_with(&root.dir) {
-        Ok(real)
-    } else {
+/// Open `relative` (clean segments, no `..`) beneath the root, and `fstat`
+/// it; or refuse: 403 if it leads outside the root, 404 if it is missing.
+///
+/// openat2(2) with RESOLVE_BENEATH makes the kernel check every step of its
+/// walk, each symlink included, against the open root directory: if a step
+/// would leave it, the call fails with EXDEV. The check and the open are
+/// one system call, so nothing can be swapped in between (see the lesson's
+/// "TOCTOU").
+fn open_beneath(root: &Root, relative: &Path) -> Result<(File, Metadata), Rejection> {
+    use nix::errno::Errno;
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+    let not_found = Rejection::new(404, "File not found");
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (it has no
+    // effect on regular files or directories).
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let file = match openat2(&root.handle, relative, how) {
+        Ok(fd) => File::from(fd),
+        // EXDEV also comes from an absolute symlink, even one that points
+        // back inside the root, and ENOSYS/EPERM from a kernel (before 5.6)
+        // or a container that has no openat2: ask the slow way.
+        Err(Errno::EXDEV | Errno::ENOSYS | Errno::EPERM) => {
+            return by_real_path(root, &root.dir.join(relative));
+        }
+        Err(_) => return Err(not_found),
+    };
+    // fstat(2) on what we opened, not stat(2) on a name that may have changed.
+    let meta = file.metadata().map_err(|_| not_found)?;
+    Ok((file, meta))
+}
+
+/// The slow way: realpath(3) resolves every symlink in `path`, one
+/// readlink(2) per component, and we refuse the result unless it is still
+/// under the root (`Path::starts_with` compares whole components, so
+/// `/srv/www-old` is not inside `/srv/www`). Then open that real path with
+/// O_NOFOLLOW, which narrows the TOCTOU window to the directories above it.
+fn by_real_path(root: &Root, path: &Path) -> Result<(File, Metadata), Rejection> {
+    let not_found = Rejection::new(404, "File not found");
+    let real = fs::canonicalize(path).map_err(|_| not_found.clone())?;
+    if !real.starts_with(&root.dir) {
         crate::trace!(
             "refused {} -> {}: outside the root",
             path.display(),
             real.display()
         );
-        Err(Rejection::new(
+        return Err(Rejection::new(
             403,
             "Path leads outside the served directory",
-        ))
+        ));
     }
-}
-
-/// Open what `inside` found, and `fstat` it. Between that check and this
-/// open, someone could swap a directory for a symlink (a TOCTOU race);
-/// opening the *canonical* path with O_NOFOLLOW narrows that window to the
-/// directories above it. In production, openat2(2) with RESOLVE_BENEATH
-/// makes the kernel do the check and the open as one step.
-fn open_real(real: &Path) -> Result<(File, Metadata), Rejection> {
-    let not_found = Rejection::new(404, "File not found");
-    // O_NONBLOCK: opening a FIFO must not wait for a writer (it has no
-    // effect on regular files or directories).
     let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
     let file = File::options()
         .read(true)
         .custom_flags(flags.bits())
-        .open(real)
+        .open(&real)
         .map_err(|_| not_found.clone())?;
-    // fstat(2) on what we opened, not stat(2) on a name that may have changed.
     let meta = file.metadata().map_err(|_| not_found)?;
     Ok((file, meta))
 }

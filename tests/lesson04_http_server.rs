@@ -312,6 +312,23 @@ fn every_traversal_vector_is_refused() {
     }
     // A link that stays inside the root is served.
     assert_eq!(get(&server, "/link.txt").body, b"hello, world!");
+    // So is an absolute one back inside: openat2's RESOLVE_BENEATH refuses
+    // it (EXDEV), and the slow check finds that it stays inside.
+    let root = fixture.root();
+    symlink(root.join("a.txt"), root.join("abs-link.txt")).unwrap();
+    assert_eq!(get(&server, "/abs-link.txt").body, b"hello, world!");
+    symlink(root.join("sub"), root.join("abs-dir")).unwrap();
+    assert_eq!(get(&server, "/abs-dir/").body, b"<h1>sub</h1>");
+    // A directory whose index.html leads out is refused, not listed.
+    fs::create_dir(root.join("trap")).unwrap();
+    symlink(
+        fixture.base.join("secret.txt"),
+        root.join("trap/index.html"),
+    )
+    .unwrap();
+    let trap = get(&server, "/trap/");
+    assert_eq!(trap.status, 403);
+    assert!(!String::from_utf8_lossy(&trap.body).contains(SECRET));
     common::assert_no_panic(&server);
 }
 

@@ -105,7 +105,7 @@ struct Args {
 /// What every worker needs to know, shared read-only behind an `Arc`.
 /// Nothing in it changes after start-up, so no lock is needed to read it.
 struct Config {
-    /// The served directory, canonicalized once (see `static_files::Root`).
+    /// The served directory, opened once (see `static_files::Root`).
     root: Root,
     /// `-p HTTP/1.1`: keep-alive allowed. Python's default, HTTP/1.0, answers
     /// one request per connection.

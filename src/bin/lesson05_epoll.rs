@@ -206,7 +206,7 @@ enum Next {
 
 /// Settings from the command line.
 struct Config {
-    /// The served directory, canonicalized once (`ladder::static_files`).
+    /// The served directory, opened once (`ladder::static_files`).
     root: Root,
     /// How big a request may be (lesson 02's defaults: 8 KiB request line,
     /// 64 KiB head, 10 MiB body).
