@@ -30,8 +30,9 @@ for tool in wrk nginx python3 taskset; do
 done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --quiet --bin lesson04_http_server
+cargo build --release --quiet --bin lesson04_http_server --bin lesson02_hello
 OURS=target/release/lesson04_http_server
+FLOOR=target/release/lesson02_hello
 
 TMP=$(mktemp -d)
 PIDS=()
@@ -54,12 +55,13 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Wait until a line in FILE holds "port N"; print N.
+# Wait until a line in FILE holds "port N" (Python's words) or a URL
+# "http://host:N/" (lesson 02's); print N.
 announced_port() {
     local file=$1
     for _ in $(seq 100); do
-        if grep -q 'port [0-9]' "$file" 2>/dev/null; then
-            grep -o 'port [0-9]*' "$file" | head -1 | cut -d' ' -f2
+        if grep -qE 'port [0-9]|:[0-9]+/' "$file" 2>/dev/null; then
+            grep -oE 'port [0-9]+|:[0-9]+/' "$file" | head -1 | tr -dc '0-9'
             return
         fi
         sleep 0.1
@@ -74,6 +76,15 @@ start_ours() {
     taskset -c "$SERVER_CPU" "$OURS" 0 -d "$SITE" "$@" >"$TMP/$name.out" 2>/dev/null &
     SERVER_PIDS=$!; PIDS+=("$SERVER_PIDS")
     PORT=$(announced_port "$TMP/$name.out")
+}
+
+# Lesson 02's one-page server: accept, read, write, close, one thread, no
+# file system. Not a peer, a yardstick: no server on this setup can do a
+# connection for less, and wrk cannot make connections faster than it takes.
+start_floor() {
+    taskset -c "$SERVER_CPU" "$FLOOR" --port 0 --quiet >"$TMP/floor.out" 2>/dev/null &
+    SERVER_PIDS=$!; PIDS+=("$SERVER_PIDS")
+    PORT=$(announced_port "$TMP/floor.out")
 }
 
 start_python() {
@@ -176,6 +187,9 @@ for run in $(seq "$RUNS"); do
     start_python
     measure close-13B python /13b.txt 13 "${CLOSE[@]}"
     stop_server
+    start_floor
+    measure close-13B lesson02 / 126 "${CLOSE[@]}"
+    stop_server
     # 2-4. Keep-alive, against nginx with one worker; both silent.
     start_ours ours -p HTTP/1.1 --threads 8 --quiet
     measure keepalive-13B ours /13b.txt 13
@@ -214,7 +228,7 @@ goals = {
     "keepalive-100MiB": ("nginx", "mbs", 0.9, ">= 0.9x nginx MB/s"),
 }
 print()
-print(f"{'case':<18} {'server':<8} {'runs':>4} {'req/s':>11} {'MB/s':>10} {'req/CPU-s':>11} {'ratio':>7}  goal")
+print(f"{'case':<18} {'server':<8} {'runs':>4} {'req/s':>11} {'MB/s':>10} {'req/CPU-s':>11} {'ratio':>7} {'CPU ratio':>9}  goal")
 for case, (peer, metric, goal, text) in goals.items():
     if (case, "ours") not in rows:
         continue
@@ -222,8 +236,14 @@ for case, (peer, metric, goal, text) in goals.items():
     theirs = summary((case, peer))
     index = 0 if metric == "rps" else 1
     ratio = ours[index] / theirs[index] if theirs[index] else float("nan")
+    # The same ratio in server CPU: requests per CPU-second, ours / theirs.
+    cpu_ratio = ours[2] / theirs[2] if theirs[2] else float("nan")
     verdict = "met" if ratio >= goal else "NOT met"
-    for server, (rps, mbs, per_cpu, n) in (("ours", ours), (peer, theirs)):
-        mark = f"{ratio:7.2f}  {text}: {verdict}" if server == "ours" else ""
+    shown = [("ours", ours), (peer, theirs)]
+    # The yardstick row, where there is one (see start_floor).
+    if (case, "lesson02") in rows:
+        shown.append(("lesson02", summary((case, "lesson02"))))
+    for server, (rps, mbs, per_cpu, n) in shown:
+        mark = f"{ratio:7.2f} {cpu_ratio:9.2f}  {text}: {verdict}" if server == "ours" else ""
         print(f"{case:<18} {server:<8} {n:>4} {rps:>11.0f} {mbs:>10.1f} {per_cpu:>11.0f} {mark}")
 PY
