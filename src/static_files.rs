@@ -23,13 +23,18 @@
 //! 3. a file becomes a 200 (or a 304, see [`not_modified`]), a directory a
 //!    listing ([`listing_html`]), anything else an error page ([`error_page`]).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat2};
+use nix::sys::stat::{SFlag, fstatat};
 
 use crate::http::{Framing, Rejection, Request, ResponseHead};
 
@@ -85,8 +90,8 @@ pub enum Resolved {
         meta: Metadata,
         name: String,
     },
-    /// A directory (inside the root) with no index file: list it.
-    Listing { dir: PathBuf },
+    /// A directory (inside the root) with no index file, open: list it.
+    Listing { dir: File },
     /// A directory asked for without its trailing slash: send the client to
     /// this `Location`, so that relative links in the listing work.
     Redirect { location: String },
@@ -160,7 +165,7 @@ pub fn respond(root: &Root, request: &Request) -> Reply {
             body: Body::Empty,
             close: false,
         },
-        Resolved::Listing { dir } => match listing_html(&dir, target) {
+        Resolved::Listing { dir } => match listing_html(dir, target) {
             Ok(html) => {
                 let head =
                     ResponseHead::new(200).header("Content-Type", "text/html; charset=utf-8");
@@ -291,30 +296,30 @@ pub fn resolve(root: &Root, target: &str) -> Result<Resolved, Rejection> {
     // openat2(2) and fstat(2): what would we really be serving?
     let (file, meta) = open_beneath(root, &relative)?;
     if meta.is_dir() {
-        drop(file); // a listing reads the directory by name
         if !url_path.ends_with('/') {
             return Ok(Resolved::Redirect {
                 location: with_slash(target),
             });
         }
+        // Python asks os.path.isfile(index), then opens it: an index that
+        // is missing or no regular file means "try the next one", one that
+        // is there but cannot be opened is a 404.
         for index in ["index.html", "index.htm"] {
-            // Python's os.path.isfile: a missing index, or a directory
-            // named index.html, means "try the next one".
             match open_beneath(root, &relative.join(index)) {
-                Ok((file, meta)) if meta.is_file() => {
+                Ok((index_file, meta)) if meta.is_file() => {
                     let name = index.to_string();
+                    let file = index_file;
                     return Ok(Resolved::File { file, meta, name });
                 }
                 Err(refusal) if refusal.status == 403 => return Err(refusal),
+                Err(refusal) if kind_at(&file, index.as_ref(), true) == Some(SFlag::S_IFREG) => {
+                    return Err(refusal);
+                }
                 _ => {}
             }
         }
-        // The listing reads the directory by name: a name swapped for a
-        // symlink this instant could still show us another directory's
-        // names (never its files, which are opened beneath the root).
-        let mut dir = root.dir.clone();
-        dir.extend(&segments);
-        return Ok(Resolved::Listing { dir });
+        // The listing reads the directory we opened, not its name.
+        return Ok(Resolved::Listing { dir: file });
     }
     // `/file.txt/` names no directory: Python answers 404, so do we. A FIFO
     // or a device is no file to serve either.
@@ -362,22 +367,16 @@ fn with_slash(target: &str) -> String {
 /// one system call, so nothing can be swapped in between (see the lesson's
 /// "TOCTOU").
 fn open_beneath(root: &Root, relative: &Path) -> Result<(File, Metadata), Rejection> {
-    use nix::errno::Errno;
-    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
     let not_found = Rejection::new(404, "File not found");
-    // O_NONBLOCK: opening a FIFO must not wait for a writer (it has no
-    // effect on regular files or directories).
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let file = match openat2(&root.handle, relative, how) {
-        Ok(fd) => File::from(fd),
-        // EXDEV also comes from an absolute symlink, even one that points
-        // back inside the root, and ENOSYS/EPERM from a kernel (before 5.6)
-        // or a container that has no openat2: ask the slow way.
-        Err(Errno::EXDEV | Errno::ENOSYS | Errno::EPERM) => {
-            return by_real_path(root, &root.dir.join(relative));
-        }
+    // NO_MAGICLINKS: /proc/self/fd/N and its kind lead anywhere; refuse them.
+    let beneath = ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS;
+    let file = match open_at(&root.handle, relative, beneath) {
+        Ok(file) => file,
+        // EXDEV also comes from harmless paths: an absolute symlink, even
+        // one that points back inside, or a relative one that steps out and
+        // back in. ENOSYS/EPERM: a kernel (before 5.6) or a container
+        // without openat2. Either way, ask the slow way.
+        Err(Errno::EXDEV | Errno::ENOSYS | Errno::EPERM) => return by_real_path(root, relative),
         Err(_) => return Err(not_found),
     };
     // fstat(2) on what we opened, not stat(2) on a name that may have changed.
@@ -385,15 +384,17 @@ fn open_beneath(root: &Root, relative: &Path) -> Result<(File, Metadata), Reject
     Ok((file, meta))
 }
 
-/// The slow way: realpath(3) resolves every symlink in `path`, one
+/// The slow way: realpath(3) resolves every symlink in the path, one
 /// readlink(2) per component, and we refuse the result unless it is still
 /// under the root (`Path::starts_with` compares whole components, so
-/// `/srv/www-old` is not inside `/srv/www`). Then open that real path with
-/// O_NOFOLLOW, which narrows the TOCTOU window to the directories above it.
-fn by_real_path(root: &Root, path: &Path) -> Result<(File, Metadata), Rejection> {
+/// `/srv/www-old` is not inside `/srv/www`). What is left has no symlink in
+/// it, so we open it beneath the root with *no* symlink allowed: one
+/// swapped in since realpath fails the open instead of being followed.
+fn by_real_path(root: &Root, relative: &Path) -> Result<(File, Metadata), Rejection> {
     let not_found = Rejection::new(404, "File not found");
-    let real = fs::canonicalize(path).map_err(|_| not_found.clone())?;
-    if !real.starts_with(&root.dir) {
+    let path = root.dir.join(relative);
+    let real = fs::canonicalize(&path).map_err(|_| not_found.clone())?;
+    let Ok(rest) = real.strip_prefix(&root.dir) else {
         crate::trace!(
             "refused {} -> {}: outside the root",
             path.display(),
@@ -403,17 +404,56 @@ fn by_real_path(root: &Root, path: &Path) -> Result<(File, Metadata), Rejection>
             403,
             "Path leads outside the served directory",
         ));
-    }
-    let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
-    let file = File::options()
-        .read(true)
-        .custom_flags(flags.bits())
-        .open(&real)
-        .map_err(|_| not_found.clone())?;
+    };
+    let rest = if rest.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rest
+    };
+    let no_symlinks = ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS;
+    let file = match open_at(&root.handle, rest, no_symlinks) {
+        Ok(file) => file,
+        // No openat2 at all: open the real path by name, O_NOFOLLOW, which
+        // leaves the directories above it open to a swap.
+        Err(Errno::ENOSYS | Errno::EPERM) => File::options()
+            .read(true)
+            .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+            .open(&real)
+            .map_err(|_| not_found.clone())?,
+        Err(_) => return Err(not_found),
+    };
     let meta = file.metadata().map_err(|_| not_found)?;
     Ok((file, meta))
 }
 // ANCHOR_END: inside_root
+
+/// openat2(2), read-only, beneath `dir`. O_NONBLOCK: opening a FIFO must not
+/// wait for a writer (it has no effect on files and directories). EAGAIN
+/// means a rename raced with the walk, and the kernel asks for another try.
+fn open_at(dir: &File, path: &Path, resolve: ResolveFlag) -> nix::Result<File> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
+        .resolve(resolve);
+    let mut tries = 0;
+    loop {
+        match openat2(dir, path, how) {
+            Err(Errno::EAGAIN) if tries < 3 => tries += 1,
+            result => return result.map(File::from),
+        }
+    }
+}
+
+/// The type of `name` in the open directory `dir` (fstatat(2)): of what a
+/// final symlink leads to, or with `follow` false, of the link itself.
+fn kind_at(dir: &impl AsFd, name: &OsStr, follow: bool) -> Option<SFlag> {
+    let flags = if follow {
+        AtFlags::empty()
+    } else {
+        AtFlags::AT_SYMLINK_NOFOLLOW
+    };
+    let stat = fstatat(dir, name, flags).ok()?;
+    Some(SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT)
+}
 
 // ANCHOR: conditional_get
 /// Should a GET for a file last modified at `mtime` be answered 304?
@@ -468,9 +508,15 @@ pub fn http_date(t: SystemTime) -> String {
 /// The directory listing page, byte for byte as Python 3.11 writes it.
 /// `target` is the request target as sent; Python shows it, query
 /// included, decoded and HTML-escaped, in the title.
-pub fn listing_html(dir: &Path, target: &str) -> io::Result<Vec<u8>> {
-    let mut names: Vec<OsString> = fs::read_dir(dir)?
-        .filter_map(|entry| entry.ok().map(|e| e.file_name()))
+pub fn listing_html(dir: File, target: &str) -> io::Result<Vec<u8>> {
+    // fdopendir(3) on the directory `resolve` opened: we list what we
+    // checked, whatever its name leads to by now.
+    let mut dir = nix::dir::Dir::from_fd(dir.into())?;
+    let mut names: Vec<OsString> = dir
+        .iter()
+        .filter_map(|entry| entry.ok())
+        .map(|entry| OsStr::from_bytes(entry.file_name().to_bytes()).to_os_string())
+        .filter(|name| name != "." && name != "..")
         .collect();
     // Python: list.sort(key=lambda a: a.lower()), a stable sort.
     names.sort_by_cached_key(|name| name.to_string_lossy().to_lowercase());
@@ -486,15 +532,14 @@ pub fn listing_html(dir: &Path, target: &str) -> io::Result<Vec<u8>> {
         "<hr>\n<ul>".to_string(),
     ];
     for name in names {
-        let full = dir.join(&name);
         let mut link = name.as_bytes().to_vec();
         let mut display = name.to_string_lossy().into_owned();
-        if full.is_dir() {
+        if kind_at(&dir, &name, true) == Some(SFlag::S_IFDIR) {
             // follows symlinks: a link to a directory links with a slash...
             link.push(b'/');
             display.push('/');
         }
-        if full.is_symlink() {
+        if kind_at(&dir, &name, false) == Some(SFlag::S_IFLNK) {
             // ...but displays with an @, as `ls -F` does.
             display = format!("{}@", name.to_string_lossy());
         }
