@@ -144,6 +144,15 @@ fn a_pool_that_serves_while_holding_the_lock_fails_serves_while_busy() {
 }
 
 #[test]
+fn a_one_at_a_time_server_that_drops_clients_early_fails_serves_while_busy() {
+    assert_rejected_by(
+        "ex04",
+        "decoy_http_one_at_a_time_short_timeout",
+        &["serves_while_busy"],
+    );
+}
+
+#[test]
 fn a_file_server_without_a_head_deadline_fails_silent_client_timeout() {
     assert_rejected_by("ex04", "decoy_http_no_timeout", &["silent_client_timeout"]);
 }

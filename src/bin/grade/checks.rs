@@ -4,6 +4,7 @@
 //! and helpers for HTTP stages: [`ask`] and [`RawResponse`].
 
 use std::fs;
+use std::io::ErrorKind;
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -105,9 +106,9 @@ pub fn sigterm_exits_0(ctx: &mut Ctx, args: &[&str], round_trip: RoundTrip) -> R
 /// queues the other connections, and even buffers their requests, but nobody
 /// answers them. `occupy` must leave the server waiting on connection 1 (a
 /// finished echo round trip on a kept-open connection, or half an HTTP
-/// request head). A sequential server whose read timeout is shorter than
-/// `patience` would slip through: keep `patience` below the rung's header
-/// timeout.
+/// request head). Once the others are answered, connection 1 must still be
+/// open and unanswered: a one-at-a-time server with a short read timeout
+/// could otherwise drop it (or answer it 408) and then serve the rest.
 pub fn serves_while_busy(
     ctx: &mut Ctx,
     args: &[&str],
@@ -135,8 +136,29 @@ pub fn serves_while_busy(
             ))
         })?;
     }
-    drop(first);
-    Ok(())
+    still_waiting(ctx, &mut first)
+}
+
+/// `Ok` if the server has neither closed `stream` nor written to it: a
+/// short read finds nothing to read yet.
+fn still_waiting(ctx: &mut Ctx, stream: &mut TcpStream) -> Result<(), Failure> {
+    let expected = "connection 1 still open and waiting, after the others were answered";
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut byte = [0u8; 1];
+    match stream.peek(&mut byte) {
+        Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(()),
+        Ok(0) => Err(ctx.fail(expected).detail(
+            "the server had closed connection 1: it served the others only after dropping it",
+        )),
+        Ok(_) => {
+            // Read what it said, so the report shows it (recv_to_close records it).
+            let _ = ctx.recv_to_close(stream);
+            Err(ctx.fail(expected).detail(
+                "the server had answered connection 1's unfinished request, then served the others",
+            ))
+        }
+        Err(err) => Err(ctx.fail(expected).detail(format!("read: {err}"))),
+    }
 }
 
 /// Close `stream` with a reset (RST) instead of a FIN: SO_LINGER with a zero
