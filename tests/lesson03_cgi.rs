@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Response, Server, exchange, read_response};
+use common::{Response, Server, exchange, read_response, zombies_of};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lesson03_cgi");
 
@@ -389,27 +389,6 @@ fn group_running(pgid: u32) -> bool {
     })
 }
 
-/// Children of `pid` in state Z.
-fn zombies_of(pid: u32) -> usize {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .filter(|entry| {
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                return false;
-            };
-            let fields: Vec<&str> = stat
-                .rsplit_once(')')
-                .map_or("", |(_, r)| r)
-                .split_whitespace()
-                .collect();
-            fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str())
-        })
-        .count()
-}
-
 fn sleeper_pgid(server: &Server) -> u32 {
     assert!(
         server.wait_for_stderr("sleeper pgid ", Duration::from_secs(10)),
@@ -436,7 +415,7 @@ fn timeout_kills_the_whole_process_group() {
         !group_running(pgid),
         "script group {pgid} survived the timeout"
     );
-    assert_eq!(zombies_of(server.pid()), 0);
+    assert_eq!(zombies_of(server.pid(), Duration::from_secs(10)), 0);
 }
 
 /// A script that never stops printing is cut off at --timeout as well, even
@@ -459,11 +438,7 @@ fn endless_output_is_cut_off() {
         }
     };
     assert!(cut_off, "the flood was still flowing after 60 s");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while zombies_of(server.pid()) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(zombies_of(server.pid()), 0);
+    assert_eq!(zombies_of(server.pid(), Duration::from_secs(10)), 0);
 }
 
 /// Shell metacharacters in the query are data: no shell ever sees them,
@@ -544,13 +519,9 @@ fn no_zombies_after_many_requests() {
         assert_eq!(response.status, 200);
     }
     drop(stream);
-    // The last script is reaped just after its response went out; give it a moment.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while zombies_of(server.pid()) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The last script is reaped just after its response went out.
     assert_eq!(
-        zombies_of(server.pid()),
+        zombies_of(server.pid(), Duration::from_secs(10)),
         0,
         "zombie children of the server remain"
     );

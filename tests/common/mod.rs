@@ -425,3 +425,35 @@ pub fn skipped(tool: &str, unchecked: &str) {
     let line = format!("skipped: {tool} not found; {unchecked} was not checked\n");
     let _ = io::Write::write_all(&mut io::stderr().lock(), line.as_bytes());
 }
+
+/// Children of `pid` in state Z (zombies, from /proc/N/stat), counted
+/// every 50 ms until there are none or `wait` has passed: a child reaped
+/// just after its response went out is not a leak.
+pub fn zombies_of(pid: u32, wait: Duration) -> usize {
+    let count = || {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        let parent = pid.to_string();
+        entries
+            .flatten()
+            .filter(|entry| {
+                let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                    return false;
+                };
+                // After the ")" that ends the command name: state, then ppid.
+                let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+                let mut fields = rest.split_whitespace();
+                fields.next() == Some("Z") && fields.next() == Some(parent.as_str())
+            })
+            .count()
+    };
+    let deadline = Instant::now() + wait;
+    loop {
+        let zombies = count();
+        if zombies == 0 || Instant::now() >= deadline {
+            return zombies;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}

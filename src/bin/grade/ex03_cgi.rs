@@ -8,7 +8,7 @@
 //! close and never chunked.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::checks::{self, RawResponse};
 use crate::runner::{Ctx, Exercise, Failure, Stage};
@@ -267,24 +267,6 @@ fn two_clients_at_once(ctx: &mut Ctx) -> Result<(), Failure> {
     )
 }
 
-/// Children of `pid` in state Z, from /proc.
-fn zombies_of(pid: u32) -> usize {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .filter(|entry| {
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                return false;
-            };
-            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str())
-        })
-        .count()
-}
-
 fn no_zombies(ctx: &mut Ctx) -> Result<(), Failure> {
     start(ctx)?;
     for _ in 0..100 {
@@ -292,11 +274,7 @@ fn no_zombies(ctx: &mut Ctx) -> Result<(), Failure> {
         expect_status(ctx, &raw, 200)?;
     }
     let pid = ctx.server().pid();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while zombies_of(pid) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let zombies = zombies_of(pid);
+    let zombies = crate::common::zombies_of(pid, Duration::from_secs(10));
     ctx.ensure(zombies == 0, "no child of the server in state Z (zombie)")
         .map_err(|f| {
             f.detail(format!(
