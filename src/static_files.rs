@@ -302,17 +302,18 @@ pub fn resolve(root: &Root, target: &str) -> Result<Resolved, Rejection> {
             });
         }
         // Python asks os.path.isfile(index), then opens it: an index that
-        // is missing or no regular file means "try the next one", one that
-        // is there but cannot be opened is a 404.
+        // is missing or no regular file means "try the next one"; one that
+        // leads outside (403), or is a file we cannot open (404), is refused.
         for index in ["index.html", "index.htm"] {
             match open_beneath(root, &relative.join(index)) {
-                Ok((index_file, meta)) if meta.is_file() => {
+                Ok((file, meta)) if meta.is_file() => {
                     let name = index.to_string();
-                    let file = index_file;
                     return Ok(Resolved::File { file, meta, name });
                 }
-                Err(refusal) if refusal.status == 403 => return Err(refusal),
-                Err(refusal) if kind_at(&file, index.as_ref(), true) == Some(SFlag::S_IFREG) => {
+                Err(refusal)
+                    if refusal.status == 403
+                        || kind_at(&file, index.as_ref(), true) == Some(SFlag::S_IFREG) =>
+                {
                     return Err(refusal);
                 }
                 _ => {}
