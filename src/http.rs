@@ -73,9 +73,8 @@ pub struct Header {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub method: String,
-    /// The request target as sent: `/path?query` (origin form), or an
-    /// absolute URL, or `*`. Not decoded.
-    pub target: String,
+    /// The request target, split and checked once while the head was parsed.
+    pub target: Target,
     pub version: Version,
     pub headers: Vec<Header>,
 }
@@ -109,6 +108,11 @@ impl Rejection {
     /// would start.
     pub fn response(&self) -> Vec<u8> {
         error_response(self.status, self.detail)
+    }
+
+    /// The error page for this rejection, as a [`Response`].
+    pub fn to_response(&self) -> Response {
+        Response::error(self.status, self.detail)
     }
 }
 
@@ -174,10 +178,10 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, Rejection> {
             .method
             .expect("complete parse has a method")
             .to_string(),
-        target: parsed
-            .path
-            .expect("complete parse has a target")
-            .to_string(),
+        target: Target::parse(
+            parsed.method.expect("complete parse has a method"),
+            parsed.path.expect("complete parse has a target"),
+        )?,
         version: match parsed.version.expect("complete parse has a version") {
             0 => Version::Http10,
             _ => Version::Http11,
@@ -241,13 +245,148 @@ fn version_still_arriving(buf: &[u8]) -> bool {
         })
 }
 
+/// The request target (RFC 9112 §3.2), split once while the head is parsed,
+/// so that no later code cuts the string at `?` again.
+///
+/// Four forms exist. Every server must accept two of them:
+///
+/// - origin-form `/path?query`, what browsers and curl send;
+/// - absolute-form `http://host/path?query`, what clients send to a proxy,
+///   and which §3.2.2 says every server MUST accept as well;
+///
+/// and two are for one method each: asterisk-form `*` for `OPTIONS *`, and
+/// authority-form `host:port` for `CONNECT`, which no rung implements (the
+/// method gets its 501 like any other it does not know).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The target exactly as sent, for the access log.
+    raw: String,
+    form: TargetForm,
+    /// Where the path and the query sit in `raw` (the query without its `?`).
+    path: std::ops::Range<usize>,
+    query: Option<std::ops::Range<usize>>,
+}
+
+/// Which of RFC 9112's four forms a [`Target`] was sent in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetForm {
+    Origin,
+    /// `http://authority/path?query`; the authority replaces `Host` (§3.2.2).
+    Absolute {
+        authority_end: usize,
+    },
+    Asterisk,
+    Authority,
+}
+
+impl Target {
+    /// Split `raw` into its parts, or refuse it with 400.
+    pub fn parse(method: &str, raw: &str) -> Result<Target, Rejection> {
+        let bad = |detail| Err(Rejection::new(400, detail));
+        let split = |from: usize, form: TargetForm| {
+            let (path_end, query) = match raw[from..].find('?') {
+                Some(q) => (from + q, Some(from + q + 1..raw.len())),
+                None => (raw.len(), None),
+            };
+            Target {
+                raw: raw.to_string(),
+                form,
+                path: from..path_end,
+                query,
+            }
+        };
+        if raw.starts_with('/') {
+            return Ok(split(0, TargetForm::Origin));
+        }
+        if raw == "*" {
+            return match method {
+                "OPTIONS" => Ok(split(0, TargetForm::Asterisk)),
+                _ => bad("the target * is for OPTIONS only"),
+            };
+        }
+        if method == "CONNECT" {
+            return Ok(split(raw.len(), TargetForm::Authority));
+        }
+        // absolute-form: `http://` or `https://`, any case, then the authority.
+        let scheme_end = raw.find("://").unwrap_or(0);
+        let scheme = &raw[..scheme_end];
+        if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+            return bad("the request target is neither a path nor an http URL");
+        }
+        let authority = scheme_end + 3;
+        let authority_end = raw[authority..]
+            .find(['/', '?'])
+            .map_or(raw.len(), |i| authority + i);
+        if authority_end == authority {
+            return bad("the URL in the request target has no host");
+        }
+        Ok(split(authority_end, TargetForm::Absolute { authority_end }))
+    }
+
+    /// The target as the client sent it.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    pub fn form(&self) -> TargetForm {
+        self.form
+    }
+
+    /// The path, still percent-encoded: `/a%20b` for `/a%20b?x=1`. An
+    /// absolute-form target without a path (`http://host`) has the path `/`.
+    pub fn path(&self) -> &str {
+        match &self.raw[self.path.clone()] {
+            "" if self.form != TargetForm::Authority => "/",
+            path => path,
+        }
+    }
+
+    /// The query after `?`, raw, or `""` when there is none.
+    pub fn query(&self) -> &str {
+        self.query.clone().map_or("", |q| &self.raw[q])
+    }
+
+    /// Did the target have a `?` at all (`/a?` has an empty query)?
+    pub fn has_query(&self) -> bool {
+        self.query.is_some()
+    }
+
+    /// The path percent-decoded, as bytes: nothing says it is UTF-8.
+    pub fn decoded_path(&self) -> Vec<u8> {
+        percent_decode(self.path())
+    }
+
+    /// The host (and port) an absolute-form target names.
+    pub fn authority(&self) -> Option<&str> {
+        match self.form {
+            TargetForm::Absolute { authority_end } => {
+                let start = self.raw.find("://").map_or(0, |i| i + 3);
+                Some(&self.raw[start..authority_end])
+            }
+            TargetForm::Authority => Some(&self.raw),
+            _ => None,
+        }
+    }
+
+    /// Path and query as origin-form, `/path?query`: what a proxy sends on.
+    pub fn origin_form(&self) -> String {
+        match self.query {
+            Some(_) => format!("{}?{}", self.path(), self.query()),
+            None => self.path().to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
 impl Request {
     /// Every value of the header `name` (case-insensitive), in order.
     pub fn values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
-        self.headers
-            .iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_slice())
+        header_values(&self.headers, name)
     }
 
     /// The first value of header `name` as text, if present and valid UTF-8.
@@ -259,12 +398,24 @@ impl Request {
 
     /// The path part of the target (before `?`), still percent-encoded.
     pub fn path(&self) -> &str {
-        self.target.split_once('?').map_or(&self.target, |(p, _)| p)
+        self.target.path()
     }
 
     /// The query part of the target (after `?`), or `""`.
     pub fn query(&self) -> &str {
-        self.target.split_once('?').map_or("", |(_, q)| q)
+        self.target.query()
+    }
+
+    /// A HEAD request: answered with the head a GET would get, and no body
+    /// (RFC 9110 §9.3.2). [`Response::plan`] is the one place that acts on it.
+    pub fn is_head(&self) -> bool {
+        self.method == "HEAD"
+    }
+
+    /// The host the request is for: an absolute-form target's authority,
+    /// which RFC 9112 §3.2.2 says wins over `Host`, else the `Host` header.
+    pub fn host(&self) -> Option<&str> {
+        self.target.authority().or_else(|| self.header("host"))
     }
 
     /// The request line as the access log prints it.
@@ -288,19 +439,7 @@ impl Request {
     /// connection open by default, and HTTP/1.0 only if the client asked with
     /// `Connection: keep-alive`.
     pub fn keep_alive(&self) -> bool {
-        let has = |token: &str| {
-            self.values("connection").any(|v| {
-                v.split(|&b| b == b',')
-                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-            })
-        };
-        if has("close") {
-            return false;
-        }
-        match self.version {
-            Version::Http11 => true,
-            Version::Http10 => has("keep-alive"),
-        }
+        keep_alive(&self.headers, self.version)
     }
 
     /// RFC 9112 §6.3: how long is the body that follows the head?
@@ -338,11 +477,20 @@ impl Request {
                 .map(|t| t.trim_ascii().to_ascii_lowercase())
                 .filter(|t| !t.is_empty())
                 .collect();
+            // `gzip, chunked` is well framed, but we cannot undo the gzip:
+            // §6.1 says to answer a coding we do not understand with 501.
+            // `chunked` anywhere but last (or twice) leaves the body's end
+            // unknowable, which is a malformed message: 400 (§6.3 rule 4).
             return match codings.as_slice() {
                 [only] if only == b"chunked" => Ok(BodyFraming::Chunked),
+                [first @ .., last]
+                    if last == b"chunked" && !first.iter().any(|c| c == b"chunked") =>
+                {
+                    Err(Rejection::new(501, "a transfer coding other than chunked"))
+                }
                 _ if codings.iter().any(|c| c == b"chunked") => Err(Rejection::new(
                     400,
-                    "chunked must be the last and only transfer coding",
+                    "chunked must be the last transfer coding, and only once",
                 )),
                 _ => Err(Rejection::new(501, "unknown transfer coding")),
             };
@@ -387,6 +535,8 @@ pub enum BodyFraming {
     Length(u64),
     /// Chunks follow, each prefixed by its size in hex, ended by a 0-size chunk.
     Chunked,
+    /// Responses only: the body ends when the server closes the connection.
+    UntilClose,
 }
 
 /// Decodes a request body incrementally: feed it whatever bytes arrived,
@@ -411,6 +561,8 @@ enum DecodeState {
     ChunkEnd(Vec<u8>),
     /// Chunked: trailer lines after the last chunk, until an empty line.
     Trailer(Vec<u8>),
+    /// A response body without length: everything until EOF.
+    UntilClose,
     Done,
 }
 
@@ -423,6 +575,7 @@ impl BodyDecoder {
             BodyFraming::Empty => DecodeState::Done,
             BodyFraming::Length(n) => DecodeState::Length(n),
             BodyFraming::Chunked => DecodeState::ChunkSize(Vec::new()),
+            BodyFraming::UntilClose => DecodeState::UntilClose,
         };
         BodyDecoder {
             state,
@@ -434,6 +587,30 @@ impl BodyDecoder {
     /// Has the whole body been decoded? Bytes after it belong to the next request.
     pub fn is_done(&self) -> bool {
         self.state == DecodeState::Done
+    }
+
+    /// The peer closed the connection: was that the body's end (a
+    /// close-delimited response), or did the body stop short?
+    pub fn finish_at_eof(&mut self) -> Result<(), Rejection> {
+        match self.state {
+            DecodeState::Done => Ok(()),
+            DecodeState::UntilClose => {
+                self.state = DecodeState::Done;
+                Ok(())
+            }
+            _ => Err(Rejection::new(
+                400,
+                "the connection closed before the body ended",
+            )),
+        }
+    }
+
+    /// A decoder for a response body a client reads (`loadgen`, the tests,
+    /// the grader, rung 8's proxy): no size limit of ours applies.
+    pub fn unlimited(framing: BodyFraming) -> Self {
+        let mut decoder = BodyDecoder::new(framing, &Limits::default());
+        decoder.max_body = u64::MAX;
+        decoder
     }
 
     /// Decode from `input`, appending payload to `out`. Returns how many bytes
@@ -496,6 +673,14 @@ impl BodyDecoder {
                     }
                     n
                 }
+                DecodeState::UntilClose => {
+                    self.produced += rest.len() as u64;
+                    if self.produced > self.max_body {
+                        return Err(Rejection::new(413, "the body is too large"));
+                    }
+                    out.extend_from_slice(rest);
+                    rest.len()
+                }
                 DecodeState::Done => unreachable!("the loop stops at Done"),
             };
         }
@@ -522,25 +707,20 @@ fn take_line(line: &mut Vec<u8>, input: &[u8]) -> Result<(usize, bool), Rejectio
     Ok((n, complete))
 }
 
-/// `chunk-size [ chunk-ext ] CRLF`, where chunk-size is 1*HEXDIG (RFC 9112 §7.1).
-/// Extensions are ignored, as the RFC allows.
+/// `chunk-size [ chunk-ext ] CRLF`, where chunk-size is 1*HEXDIG (RFC 9112
+/// §7.1); httparse parses it, extensions ignored as the RFC allows. `line`
+/// came without its `\n`; a bare LF line end is tolerated (§2.2).
 fn parse_chunk_size(line: &[u8]) -> Result<u64, Rejection> {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let digits = line
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or(line)
-        .trim_ascii_end();
     let bad = Rejection::new(400, "invalid chunk size");
-    if digits.is_empty() || digits.len() > 15 {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // httparse reads an empty size as 0; the grammar wants a digit.
+    if !line.first().is_some_and(u8::is_ascii_hexdigit) {
         return Err(bad);
     }
-    let mut size = 0u64;
-    for &d in digits {
-        let v = (d as char).to_digit(16).ok_or(bad.clone())?;
-        size = size * 16 + u64::from(v);
+    match httparse::parse_chunk_size(&[line, b"\r\n"].concat()) {
+        Ok(httparse::Status::Complete((_, size))) => Ok(size),
+        _ => Err(bad),
     }
-    Ok(size)
 }
 
 /// How a response body is delimited.
@@ -629,6 +809,378 @@ impl ResponseHead {
             b"Connection: close\r\n\r\n"
         });
     }
+}
+
+/// A response before it is written: status, the headers its producer chose,
+/// and the body. How it is framed on the wire (Content-Length, chunked, or
+/// close; keep-alive or not; a body or none) is not the producer's business:
+/// [`Response::plan`] settles it, in one place, for every rung.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    /// A reason phrase other than the standard one: RFC 3875 §6.3.3 lets a
+    /// CGI script say `Status: 299 Custom Thing`, and that is what is sent.
+    pub reason: Option<String>,
+    /// The producer's headers. Never `Date`, `Content-Length`,
+    /// `Transfer-Encoding` or `Connection`: [`write_head`](Self::write_head)
+    /// adds those from the plan.
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+    /// This response must end the connection, whatever the client asked:
+    /// error pages do, since after a bad request nobody knows where the
+    /// next one would start.
+    pub close: bool,
+}
+
+/// What follows a response head.
+#[derive(Debug)]
+pub enum Body {
+    /// No body: a redirect, a 304, an empty answer.
+    Empty,
+    /// A body already in memory: a page, a listing, an error page.
+    Bytes(Vec<u8>),
+    /// `len` bytes of this file from its start, which the rung copies its own
+    /// way (`sendfile(2)`, or `read` + `write`). If the file turns out shorter
+    /// (truncated meanwhile), the framing is broken: close the connection.
+    File { file: std::fs::File, len: u64 },
+    /// The body comes later, from something the rung drives: a CGI script's
+    /// stdout, a WSGI app's iterable, an upstream server. `len` is its length
+    /// when known in advance; without it the body is sent chunked (HTTP/1.1)
+    /// or delimited by closing the connection (HTTP/1.0).
+    Stream { len: Option<u64> },
+}
+
+/// How one response goes on the wire, decided by [`Response::plan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    pub framing: Framing,
+    /// Send the body? Not for HEAD, and never for 1xx, 204 and 304.
+    pub send_body: bool,
+    /// May the connection carry another request after this one?
+    pub keep_alive: bool,
+}
+
+/// What a server says about itself in every response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// The version on the status line. A server that says `HTTP/1.0` (rung
+    /// 4 under `-p HTTP/1.0`, Python's default) sends no chunked body and
+    /// closes the connection after every response, as `http.server` does.
+    pub protocol: Version,
+    /// The `Server` header, if any.
+    pub software: Option<&'static str>,
+}
+
+impl ServerInfo {
+    /// HTTP/1.1 and no `Server` header: what most rungs say.
+    pub const PLAIN: ServerInfo = ServerInfo {
+        protocol: Version::Http11,
+        software: None,
+    };
+}
+
+impl Response {
+    /// A response with this status, no headers and no body yet.
+    pub fn new(status: u16) -> Self {
+        Response {
+            status,
+            reason: None,
+            headers: Vec::new(),
+            body: Body::Empty,
+            close: false,
+        }
+    }
+
+    /// Add a header. Names and values must not contain CR or LF; the caller
+    /// controls them (a CGI script's headers are checked in `ladder::cgi`).
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// Set the body.
+    pub fn body(mut self, body: Body) -> Self {
+        self.body = body;
+        self
+    }
+
+    /// A complete response with a body in memory.
+    pub fn with_bytes(status: u16, content_type: &str, bytes: impl Into<Vec<u8>>) -> Self {
+        Response::new(status)
+            .header("Content-Type", content_type)
+            .body(Body::Bytes(bytes.into()))
+    }
+
+    /// The error page for `status`, in the ladder's one style (see
+    /// [`set_error_page`]); it always ends the connection.
+    pub fn error(status: u16, detail: &str) -> Self {
+        let page = ERROR_PAGE.get().copied().unwrap_or(plain_error_page);
+        let (content_type, body) = page(status, detail);
+        let mut response = Response::with_bytes(status, content_type, body);
+        response.close = true;
+        response
+    }
+
+    /// The body's length, when it is known before the body is sent.
+    pub fn body_len(&self) -> Option<u64> {
+        match &self.body {
+            Body::Empty => Some(0),
+            Body::Bytes(bytes) => Some(bytes.len() as u64),
+            Body::File { len, .. } => Some(*len),
+            Body::Stream { len } => *len,
+        }
+    }
+
+    /// Settle how this response is framed, for this request (`None`: the
+    /// head never parsed), on a server that speaks `server.protocol` and is
+    /// willing to keep the connection (`may_keep_alive`: false while it shuts
+    /// down, or for a rung that serves one request per connection).
+    pub fn plan(
+        &self,
+        request: Option<&Request>,
+        server: &ServerInfo,
+        may_keep_alive: bool,
+    ) -> Plan {
+        let head = request.is_some_and(Request::is_head);
+        // RFC 9110 §6.4.1: 1xx, 204 and 304 never have a body, nor a length.
+        let no_body = matches!(self.status, 100..=199 | 204 | 304);
+        let http11 = server.protocol == Version::Http11
+            && request.is_some_and(|r| r.version == Version::Http11);
+        let framing = match self.body_len() {
+            _ if no_body => Framing::NoBody,
+            // HEAD announces the length of the body it does not send.
+            Some(len) => Framing::Length(len),
+            None if head => Framing::NoBody,
+            None if http11 => Framing::Chunked,
+            None => Framing::UntilClose,
+        };
+        // RFC 9112 §9.3: the client decides with its version and its
+        // `Connection` header, unless this response or the server says no.
+        let keep_alive = may_keep_alive
+            && !self.close
+            && server.protocol == Version::Http11
+            && framing != Framing::UntilClose
+            && request.is_some_and(Request::keep_alive);
+        Plan {
+            framing,
+            send_body: !head && !no_body,
+            keep_alive,
+        }
+    }
+
+    /// Write the head as `plan` says: status line, `Server`, the producer's
+    /// headers, `Date`, the framing header, `Connection`, and the blank line.
+    /// Every line ends in CRLF (RFC 9112 §2.1).
+    pub fn write_head(&self, plan: &Plan, server: &ServerInfo, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let reason = self.reason.as_deref().unwrap_or(reason(self.status));
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{} {} {reason}\r\n", server.protocol, self.status);
+        if let Some(software) = server.software {
+            let _ = write!(out, "Server: {software}\r\n");
+        }
+        for (name, value) in &self.headers {
+            let _ = write!(out, "{name}: {value}\r\n");
+        }
+        out.extend_from_slice(b"Date: ");
+        write_date(out);
+        out.extend_from_slice(b"\r\n");
+        match plan.framing {
+            Framing::Length(n) => {
+                let _ = write!(out, "Content-Length: {n}\r\n");
+            }
+            Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            Framing::UntilClose | Framing::NoBody => {}
+        }
+        out.extend_from_slice(if plan.keep_alive {
+            b"Connection: keep-alive\r\n\r\n"
+        } else {
+            b"Connection: close\r\n\r\n"
+        });
+    }
+
+    /// Plan and render in one go: the plan, and the head followed by an
+    /// in-memory body when one is to be sent. A `File` or `Stream` body is
+    /// left in `self.body` for the rung to send.
+    pub fn render(
+        &mut self,
+        request: Option<&Request>,
+        server: &ServerInfo,
+        may_keep_alive: bool,
+    ) -> (Plan, Vec<u8>) {
+        let plan = self.plan(request, server, may_keep_alive);
+        let mut out = Vec::with_capacity(256);
+        self.write_head(&plan, server, &mut out);
+        if let Body::Bytes(bytes) = &self.body {
+            if plan.send_body {
+                out.extend_from_slice(bytes);
+            }
+        }
+        (plan, out)
+    }
+}
+
+/// A response head as a client reads it: `loadgen`, the tests, the grader,
+/// and rung 8's proxy reading its upstream all parse responses here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHeadIn {
+    pub version: Version,
+    pub status: u16,
+    /// The reason phrase as sent (it may differ from [`reason`]).
+    pub reason: String,
+    pub headers: Vec<Header>,
+}
+
+/// Parse a response head from the start of `buf`: `Ok(None)` means read
+/// more; otherwise the head and how many bytes of `buf` it used. A
+/// malformed head is `io::ErrorKind::InvalidData`: for a client, a broken
+/// server is an I/O failure, not a status to answer with.
+pub fn parse_response(buf: &[u8]) -> std::io::Result<Option<(ResponseHeadIn, usize)>> {
+    let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    let mut slots = [httparse::EMPTY_HEADER; 128];
+    let mut parsed = httparse::Response::new(&mut slots);
+    let consumed = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(err) => return Err(invalid(format!("malformed response head: {err}"))),
+    };
+    let head = ResponseHeadIn {
+        version: match parsed.version.expect("complete parse has a version") {
+            0 => Version::Http10,
+            _ => Version::Http11,
+        },
+        status: parsed.code.expect("complete parse has a status"),
+        reason: parsed.reason.unwrap_or_default().to_string(),
+        headers: parsed
+            .headers
+            .iter()
+            .map(|h| Header {
+                name: h.name.to_string(),
+                value: h.value.to_vec(),
+            })
+            .collect(),
+    };
+    Ok(Some((head, consumed)))
+}
+
+impl ResponseHeadIn {
+    /// Every value of the header `name` (case-insensitive), in order.
+    pub fn values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+        header_values(&self.headers, name)
+    }
+
+    /// The first value of header `name` as text, if present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.values(name)
+            .next()
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// RFC 9112 §6.3, from the client's side: how the body after this head
+    /// is delimited, given that the request was (or was not) a HEAD.
+    pub fn body_framing(&self, request_was_head: bool) -> std::io::Result<BodyFraming> {
+        let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+        if request_was_head || matches!(self.status, 100..=199 | 204 | 304) {
+            return Ok(BodyFraming::Empty);
+        }
+        let chunked = self.values("transfer-encoding").any(|v| {
+            v.split(|&b| b == b',')
+                .next_back()
+                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+        });
+        if chunked {
+            return Ok(BodyFraming::Chunked);
+        }
+        let mut lengths = self
+            .values("content-length")
+            .flat_map(|v| v.split(|&b| b == b','))
+            .map(|v| parse_content_length(v.trim_ascii()));
+        match lengths.next() {
+            None => Ok(BodyFraming::UntilClose),
+            Some(None) => Err(invalid("invalid Content-Length in the response")),
+            Some(Some(n)) if lengths.all(|m| m == Some(n)) => Ok(if n == 0 {
+                BodyFraming::Empty
+            } else {
+                BodyFraming::Length(n)
+            }),
+            Some(Some(_)) => Err(invalid("conflicting Content-Length in the response")),
+        }
+    }
+
+    /// Will the server keep the connection after this response (RFC 9112 §9.3)?
+    pub fn keep_alive(&self) -> bool {
+        keep_alive(&self.headers, self.version)
+    }
+}
+
+/// Every value of header `name` in `headers`, case-insensitively.
+fn header_values<'a, 'n>(
+    headers: &'a [Header],
+    name: &'n str,
+) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+    headers
+        .iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_slice())
+}
+
+/// RFC 9112 §9.3, the same for requests and responses: `close` in
+/// `Connection` ends it; otherwise HTTP/1.1 keeps the connection open by
+/// default, and HTTP/1.0 only with `Connection: keep-alive`.
+fn keep_alive(headers: &[Header], version: Version) -> bool {
+    let has = |token: &str| {
+        header_values(headers, "connection").any(|v| {
+            v.split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    };
+    if has("close") {
+        return false;
+    }
+    match version {
+        Version::Http11 => true,
+        Version::Http10 => has("keep-alive"),
+    }
+}
+
+/// How an error page looks: its Content-Type and its body.
+pub type ErrorPage = fn(status: u16, detail: &str) -> (&'static str, Vec<u8>);
+
+static ERROR_PAGE: std::sync::OnceLock<ErrorPage> = std::sync::OnceLock::new();
+
+/// The ladder's error page: one line of plain text, readable in curl and
+/// telnet, `400 Bad Request: the request head is malformed`.
+pub fn plain_error_page(status: u16, detail: &str) -> (&'static str, Vec<u8>) {
+    let body = format!("{status} {}: {detail}\n", reason(status));
+    ("text/plain; charset=utf-8", body.into_bytes())
+}
+
+/// Choose the error page for the whole process, once, at start-up. Every
+/// rung shows [`plain_error_page`] except rung 4, which is a clone of
+/// `python3 -m http.server` and shows Python's HTML page, bad heads included.
+pub fn set_error_page(page: ErrorPage) {
+    let _ = ERROR_PAGE.set(page);
+}
+
+/// Append the current time as an IMF-fixdate (RFC 9110 §5.6.7). Formatting a
+/// date costs more than the rest of a small response head, so each thread
+/// formats it once per second and copies it the rest of the time.
+pub fn write_date(out: &mut Vec<u8>) {
+    use std::cell::RefCell;
+    thread_local! {
+        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CACHE.with_borrow_mut(|(cached, text)| {
+        if *cached != second {
+            *text = httpdate::fmt_http_date(now);
+            *cached = second;
+        }
+        out.extend_from_slice(text.as_bytes());
+    });
 }
 
 /// Append one chunk of a chunked body: size in hex, CRLF, data, CRLF.
@@ -878,6 +1430,12 @@ mod tests {
             ("Content-Length: 20000000\r\n", Err(413)),
             ("Transfer-Encoding: gzip\r\n", Err(501)),
             ("Transfer-Encoding: chunked, gzip\r\n", Err(400)),
+            ("Transfer-Encoding: gzip, chunked\r\n", Err(501)),
+            (
+                "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+                Err(501),
+            ),
+            ("Transfer-Encoding: chunked, chunked\r\n", Err(400)),
             (
                 "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
                 Err(400),
@@ -971,5 +1529,279 @@ mod tests {
         assert!(error.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
         assert!(error.contains("Connection: close\r\n"));
         assert!(error.ends_with("\r\n\r\n431 Request Header Fields Too Large: too big\n"));
+    }
+
+    /// RFC 9112 §3.2: the four target forms, split once.
+    #[test]
+    fn target_forms() {
+        let table: &[(&str, &str, Result<(&str, &str, Option<&str>), u16>)] = &[
+            ("GET", "/a/b?x=1&y", Ok(("/a/b", "x=1&y", None))),
+            ("GET", "/a?", Ok(("/a", "", None))),
+            (
+                "GET",
+                "http://example.com/foo?q",
+                Ok(("/foo", "q", Some("example.com"))),
+            ),
+            (
+                "GET",
+                "HTTP://example.com:81",
+                Ok(("/", "", Some("example.com:81"))),
+            ),
+            ("GET", "https://h?q=1", Ok(("/", "q=1", Some("h")))),
+            ("OPTIONS", "*", Ok(("*", "", None))),
+            ("GET", "*", Err(400)),
+            ("GET", "example.com:443", Err(400)),
+            ("GET", "ftp://example.com/", Err(400)),
+            ("GET", "http:///nohost", Err(400)),
+            (
+                "CONNECT",
+                "example.com:443",
+                Ok(("", "", Some("example.com:443"))),
+            ),
+        ];
+        for (method, raw, want) in table {
+            let got = Target::parse(method, raw)
+                .map(|t| {
+                    (
+                        t.path().to_string(),
+                        t.query().to_string(),
+                        t.authority().map(String::from),
+                    )
+                })
+                .map_err(|r| r.status);
+            let want = want.map(|(p, q, a)| (p.to_string(), q.to_string(), a.map(String::from)));
+            assert_eq!(got, want, "{method} {raw}");
+        }
+        let (request, _) = complete(b"GET http://other/x%20y HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(request.host(), Some("other"));
+        assert_eq!(request.target.decoded_path(), b"/x y");
+        assert_eq!(request.target.origin_form(), "/x%20y");
+        assert_eq!(request.request_line(), "GET http://other/x%20y HTTP/1.1");
+    }
+
+    fn plan_for(head: &[u8], response: &Response, server: ServerInfo) -> Plan {
+        let request = head
+            .is_empty()
+            .then_some(())
+            .map_or_else(|| Some(complete(head).0), |()| None);
+        response.plan(request.as_ref(), &server, true)
+    }
+
+    /// One function frames every response: HEAD, 1xx/204/304, length vs
+    /// chunked vs close, and keep-alive per RFC 9112 §9.3.
+    #[test]
+    fn plan_settles_framing() {
+        const GET11: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        const HEAD11: &[u8] = b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n";
+        const GET10: &[u8] = b"GET / HTTP/1.0\r\n\r\n";
+        const CLOSE11: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let bytes = || Response::new(200).body(Body::Bytes(b"hello".to_vec()));
+        let stream = || Response::new(200).body(Body::Stream { len: None });
+        let http10 = ServerInfo {
+            protocol: Version::Http10,
+            software: None,
+        };
+        let table: Vec<(&str, &[u8], Response, ServerInfo, Plan)> = vec![
+            (
+                "bytes",
+                GET11,
+                bytes(),
+                ServerInfo::PLAIN,
+                Plan {
+                    framing: Framing::Length(5),
+                    send_body: true,
+                    keep_alive: true,
+                },
+            ),
+            (
+                "HEAD announces",
+                HEAD11,
+                bytes(),
+                ServerInfo::PLAIN,
+                Plan {
+                    framing: Framing::Length(5),
+                    send_body: false,
+                    keep_alive: true,
+                },
+            ),
+            (
+                "stream on 1.1",
+                GET11,
+                stream(),
+                ServerInfo::PLAIN,
+                Plan {
+                    framing: Framing::Chunked,
+                    send_body: true,
+                    keep_alive: true,
+                },
+            ),
+            (
+                "stream on 1.0",
+                GET10,
+                stream(),
+                ServerInfo::PLAIN,
+                Plan {
+                    framing: Framing::UntilClose,
+                    send_body: true,
+                    keep_alive: false,
+                },
+            ),
+            (
+                "stream, server 1.0",
+                GET11,
+                stream(),
+                http10,
+                Plan {
+                    framing: Framing::UntilClose,
+                    send_body: true,
+                    keep_alive: false,
+                },
+            ),
+            (
+                "HEAD of a stream",
+                HEAD11,
+                stream(),
+                ServerInfo::PLAIN,
+                Plan {
+                    framing: Framing::NoBody,
+                    send_body: false,
+                    keep_alive: true,
+                },
+            ),
+            (
+                "304",
+                GET11,
+                Response::new(304),
+                ServerInfo::PLAIN,
+                Plan {
+                    framing: Framing::NoBody,
+                    send_body: false,
+                    keep_alive: true,
+                },
+            ),
+            (
+                "204 with bytes",
+                GET11,
+                bytes().tap_status(204),
+                ServerInfo::PLAIN,
+                Plan {
+                    framing: Framing::NoBody,
+                    send_body: false,
+                    keep_alive: true,
+                },
+            ),
+            (
+                "client closes",
+                CLOSE11,
+                bytes(),
+                ServerInfo::PLAIN,
+                Plan {
+                    framing: Framing::Length(5),
+                    send_body: true,
+                    keep_alive: false,
+                },
+            ),
+            (
+                "error page",
+                GET11,
+                Response::error(404, "no"),
+                ServerInfo::PLAIN,
+                Plan {
+                    framing: Framing::Length(18),
+                    send_body: true,
+                    keep_alive: false,
+                },
+            ),
+            (
+                "no request",
+                b"",
+                Response::error(400, "bad"),
+                ServerInfo::PLAIN,
+                Plan {
+                    framing: Framing::Length(21),
+                    send_body: true,
+                    keep_alive: false,
+                },
+            ),
+        ];
+        for (name, head, response, server, want) in table {
+            assert_eq!(plan_for(head, &response, server), want, "{name}");
+        }
+    }
+
+    impl Response {
+        fn tap_status(mut self, status: u16) -> Self {
+            self.status = status;
+            self
+        }
+    }
+
+    #[test]
+    fn write_head_has_reason_server_and_framing() {
+        let (request, _) = complete(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut response = Response::new(299)
+            .header("X-A", "1")
+            .body(Body::Bytes(b"ok".to_vec()));
+        response.reason = Some("Custom Thing".into());
+        let server = ServerInfo {
+            protocol: Version::Http11,
+            software: Some("Test/1"),
+        };
+        let (plan, out) = response.render(Some(&request), &server, true);
+        assert!(plan.keep_alive);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 299 Custom Thing\r\nServer: Test/1\r\nX-A: 1\r\nDate: "),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(" GMT\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn responses_parse_and_frame() {
+        let raw = b"HTTP/1.1 200 Fine\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+        let (head, consumed) = parse_response(raw).unwrap().unwrap();
+        assert_eq!(
+            (head.status, head.reason.as_str(), head.version),
+            (200, "Fine", Version::Http11)
+        );
+        let framing = head.body_framing(false).unwrap();
+        assert_eq!(framing, BodyFraming::Chunked);
+        let mut decoder = BodyDecoder::unlimited(framing);
+        let mut body = Vec::new();
+        assert_eq!(
+            decoder.feed(&raw[consumed..], &mut body),
+            Ok(raw.len() - consumed)
+        );
+        assert!(decoder.is_done());
+        assert_eq!(body, b"hello");
+        assert_eq!(parse_response(b"HTTP/1.1 200 OK\r\nX: y").unwrap(), None);
+        assert!(parse_response(b"HTTP/1.1 abc OK\r\n\r\n").is_err());
+        let until_close = parse_response(b"HTTP/1.0 200 OK\r\n\r\n")
+            .unwrap()
+            .unwrap()
+            .0;
+        assert!(!until_close.keep_alive());
+        let framing = until_close.body_framing(false).unwrap();
+        assert_eq!(framing, BodyFraming::UntilClose);
+        let mut decoder = BodyDecoder::unlimited(framing);
+        decoder.feed(b"all of it", &mut body).unwrap();
+        assert!(!decoder.is_done());
+        assert_eq!(decoder.finish_at_eof(), Ok(()));
+        let head = parse_response(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n")
+            .unwrap()
+            .unwrap()
+            .0;
+        assert_eq!(head.body_framing(false).unwrap(), BodyFraming::Empty);
+        let short = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n")
+            .unwrap()
+            .unwrap()
+            .0;
+        let mut decoder = BodyDecoder::unlimited(short.body_framing(false).unwrap());
+        decoder.feed(b"abc", &mut body).unwrap();
+        assert_eq!(decoder.finish_at_eof().map_err(|r| r.status), Err(400));
     }
 }

@@ -152,7 +152,8 @@ pub fn respond(root: &Root, request: &Request) -> Reply {
         let message = unsupported_method(&request.method);
         return error_reply(501, &message, head_only);
     }
-    let target = one_leading_slash(&request.target);
+    let origin_form = request.target.origin_form();
+    let target = one_leading_slash(&origin_form);
     let resolved = match resolve(root, target) {
         Ok(resolved) => resolved,
         Err(refusal) => return error_reply(refusal.status, refusal.detail, head_only),

@@ -149,7 +149,8 @@ fn serve(
             Outcome::LocalRedirect(location) => {
                 request = Request {
                     method: "GET".into(),
-                    target: location,
+                    target: ladder::http::Target::parse("GET", &location)
+                        .expect("ladder::cgi redirects locally only to a /path"),
                     ..request
                 };
                 body.clear();

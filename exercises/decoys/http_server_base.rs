@@ -179,7 +179,7 @@ fn serve(mut stream: TcpStream, config: &Config) -> io::Result<()> {
         };
         buf.drain(..consumed);
         let keep_alive = config.http11 && request.keep_alive() && !STOPPING.load(Ordering::SeqCst);
-        let reply = flawed_file(config, &request.target, request.method == "HEAD")
+        let reply = flawed_file(config, request.target.as_str(), request.method == "HEAD")
             .unwrap_or_else(|| static_files::respond(&config.root, &request));
         let close = reply.close || !keep_alive;
         answer(&mut stream, reply, keep_alive, config)?;

@@ -33,7 +33,7 @@ use std::time::Duration;
 use clap::Parser;
 use ladder::cgi::{self, Gateway, Outcome};
 use ladder::cli::ListenArgs;
-use ladder::http::{self, Framing, Limits, Parsed, Rejection, Request, ResponseHead};
+use ladder::http::{self, Framing, Limits, Parsed, Rejection, Request, ResponseHead, Target};
 use ladder::trace;
 
 /// A client must send a whole request head within this time, and an idle
@@ -329,7 +329,8 @@ fn redirected(request: &Request, location: &str) -> Request {
     // the client, so they stay: the next script sees them as HTTP_*.
     let mut next = request.clone();
     next.method = "GET".into();
-    next.target = location.into();
+    next.target =
+        Target::parse("GET", location).expect("ladder::cgi redirects locally only to a /path");
     let body_headers = [
         "content-length",
         "content-type",

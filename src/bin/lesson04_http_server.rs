@@ -704,7 +704,8 @@ fn run_cgi(
             cgi::Outcome::LocalRedirect(location) => {
                 trace!("local redirect -> GET {location}");
                 request.method = "GET".into();
-                request.target = location;
+                request.target = http::Target::parse("GET", &location)
+                    .expect("ladder::cgi redirects locally only to a /path");
             }
         }
     }

@@ -331,7 +331,7 @@ fn page(request: &Request) -> String {
         "<!DOCTYPE html>\n<html><head><title>Hello</title></head>\n\
          <body><h1>Hello, World!</h1>\n<p>You asked for {} {}</p></body></html>\n",
         html_escape(&request.method),
-        html_escape(&request.target)
+        html_escape(request.target.as_str())
     )
 }
 
