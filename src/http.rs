@@ -1534,7 +1534,9 @@ mod tests {
     /// RFC 9112 §3.2: the four target forms, split once.
     #[test]
     fn target_forms() {
-        let table: &[(&str, &str, Result<(&str, &str, Option<&str>), u16>)] = &[
+        /// (path, query, authority) when accepted, the status when refused.
+        type Split<'a> = Result<(&'a str, &'a str, Option<&'a str>), u16>;
+        let table: &[(&str, &str, Split)] = &[
             ("GET", "/a/b?x=1&y", Ok(("/a/b", "x=1&y", None))),
             ("GET", "/a?", Ok(("/a", "", None))),
             (
