@@ -1,16 +1,16 @@
 //! Each grader stage is honest: a deliberately wrong server (a decoy, in
-//! exercises/decoys/) is rejected by exactly the stage written to catch its
-//! mistake, and passes all the others; a correct control passes everything.
-//! The decoys are bins of the exercises package, built here with a nested
-//! `cargo build -p exercises`; plain `cargo test` never grades them otherwise.
+//! decoys/) is rejected by exactly the stage written to catch its mistake,
+//! and passes all the others; a correct control passes everything. The
+//! decoys are bins of the development-only `decoys` package, built here
+//! with a nested `cargo build -p decoys`; nothing else ever builds them.
 
 mod grade_support;
 
-use grade_support::{exercise_bin, grade};
+use grade_support::{decoy_bin, grade};
 
 /// Grade `bin` on `exercise` and require that exactly `stages` fail.
 fn assert_rejected_by(exercise: &str, bin: &str, stages: &[&str]) -> String {
-    let graded = grade(&["--bin", &exercise_bin(bin), exercise]);
+    let graded = grade(&["--bin", &decoy_bin(bin), exercise]);
     assert_eq!(graded.failed(), stages, "{bin}:\n{}", graded.report);
     let expected_status = if stages.is_empty() { 0 } else { 1 };
     assert_eq!(graded.status, Some(expected_status), "{}", graded.report);
