@@ -190,10 +190,10 @@ fn the_control_file_server_passes_every_ex04_stage() {
 fn offered_bins(package: Option<&str>) -> Vec<String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = std::process::Command::new(cargo);
-    command.arg("run").arg("--manifest-path").arg(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/Cargo.toml"
-    ));
+    command
+        .arg("run")
+        .arg("--manifest-path")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
     if let Some(package) = package {
         command.args(["-p", package]);
     }
