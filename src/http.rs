@@ -1274,6 +1274,83 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
+// ---------------------------------------------------------------------------
+// A client reading one whole response with blocking reads: the integration
+// tests (`tests/common`) and the `grade` tool. It only drives the sans-I/O
+// parts above (`loadgen`, which reads without blocking, drives them itself).
+
+/// One whole response, as a blocking client read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseIn {
+    pub head: ResponseHeadIn,
+    /// The head's bytes as received, status line through the empty line.
+    pub raw_head: Vec<u8>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+/// Read one response from `reader`: the head with [`parse_response`], then
+/// the body as [`ResponseHeadIn::body_framing`] delimits it, decoded by
+/// [`BodyDecoder::unlimited`]. `buf` holds bytes read before (the start of a
+/// pipelined answer); bytes after this response stay in it for the next
+/// call. A close before the end is `UnexpectedEof`, a malformed response
+/// `InvalidData`.
+pub fn read_response(
+    reader: &mut impl std::io::Read,
+    buf: &mut Vec<u8>,
+    request_was_head: bool,
+) -> std::io::Result<ResponseIn> {
+    use std::io::{Error, ErrorKind};
+    let mut chunk = [0u8; 16 * 1024];
+    // Read more into `buf`; false at EOF.
+    let mut more = |buf: &mut Vec<u8>| -> std::io::Result<bool> {
+        loop {
+            match reader.read(&mut chunk) {
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    return Ok(n > 0);
+                }
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+    };
+    let (head, head_len) = loop {
+        if let Some(parsed) = parse_response(buf)? {
+            break parsed;
+        }
+        if !more(buf)? {
+            let got = String::from_utf8_lossy(buf);
+            let why = format!("the connection closed before a whole response head; got {got:?}");
+            return Err(Error::new(ErrorKind::UnexpectedEof, why));
+        }
+    };
+    let raw_head = buf.drain(..head_len).collect();
+    let mut decoder = BodyDecoder::unlimited(head.body_framing(request_was_head)?);
+    let mut body = Vec::new();
+    loop {
+        let used = decoder
+            .feed(buf, &mut body)
+            .map_err(|rejection| Error::new(ErrorKind::InvalidData, rejection.detail))?;
+        buf.drain(..used);
+        if decoder.is_done() {
+            break;
+        }
+        if !more(buf)? {
+            decoder.finish_at_eof().map_err(|_| {
+                let why = "the connection closed in the middle of a response body";
+                Error::new(ErrorKind::UnexpectedEof, why)
+            })?;
+            break;
+        }
+    }
+    Ok(ResponseIn {
+        head,
+        raw_head,
+        body,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

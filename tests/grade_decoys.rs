@@ -1,16 +1,16 @@
 //! Each grader stage is honest: a deliberately wrong server (a decoy, in
-//! exercises/decoys/) is rejected by exactly the stage written to catch its
-//! mistake, and passes all the others; a correct control passes everything.
-//! The decoys are bins of the exercises package, built here with a nested
-//! `cargo build -p exercises`; plain `cargo test` never grades them otherwise.
+//! decoys/) is rejected by exactly the stage written to catch its mistake,
+//! and passes all the others; a correct control passes everything. The
+//! decoys are bins of the development-only `decoys` package, built here
+//! with a nested `cargo build -p decoys`; nothing else ever builds them.
 
 mod grade_support;
 
-use grade_support::{exercise_bin, grade};
+use grade_support::{decoy_bin, grade};
 
 /// Grade `bin` on `exercise` and require that exactly `stages` fail.
 fn assert_rejected_by(exercise: &str, bin: &str, stages: &[&str]) -> String {
-    let graded = grade(&["--bin", &exercise_bin(bin), exercise]);
+    let graded = grade(&["--bin", &decoy_bin(bin), exercise]);
     assert_eq!(graded.failed(), stages, "{bin}:\n{}", graded.report);
     let expected_status = if stages.is_empty() { 0 } else { 1 };
     assert_eq!(graded.status, Some(expected_status), "{}", graded.report);
@@ -183,4 +183,45 @@ fn following_symlinks_out_of_the_root_fails_refuses_symlink_out() {
 #[test]
 fn the_control_file_server_passes_every_ex04_stage() {
     assert_rejected_by("ex04", "control_http_server", &[]);
+}
+
+/// The names `cargo run [-p PACKAGE] --bin` offers (what `cargo ex <TAB>`
+/// completes), from cargo's own list; nothing is built.
+fn offered_bins(package: Option<&str>) -> Vec<String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command
+        .arg("run")
+        .arg("--manifest-path")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+    if let Some(package) = package {
+        command.args(["-p", package]);
+    }
+    let output = command.arg("--bin").output().expect("cargo runs");
+    let text = String::from_utf8_lossy(&output.stderr).into_owned();
+    let list = text
+        .split_once("Available binaries:")
+        .unwrap_or_else(|| panic!("no list of binaries in:\n{text}"))
+        .1;
+    list.split_whitespace().map(str::to_string).collect()
+}
+
+#[test]
+fn the_decoys_stay_out_of_the_students_rooms() {
+    // `cargo ex <TAB>` offers the skeletons and nothing else ...
+    let exercises = offered_bins(Some("exercises"));
+    assert!(
+        !exercises.is_empty() && exercises.iter().all(|bin| bin.starts_with("ex0")),
+        "{exercises:?}"
+    );
+    // ... and the root's default build (`cargo build`, `cargo run --bin`)
+    // knows the rungs and the tools, not the decoys.
+    let root = offered_bins(None);
+    assert!(root.iter().any(|bin| bin == "lesson01_echo"), "{root:?}");
+    assert!(
+        !root
+            .iter()
+            .any(|bin| bin.starts_with("decoy_") || bin.starts_with("control_")),
+        "{root:?}"
+    );
 }

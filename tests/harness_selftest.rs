@@ -1,4 +1,15 @@
+//! The harness itself: finding the announce URL, and reading responses the
+//! way every test and the grader do (`ladder::http::read_response` over a
+//! real socket), framed every way a rung frames them.
+
 mod common;
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+
+use common::{IO_TIMEOUT, read_response};
+
 #[test]
 fn announce_urls_are_found() {
     assert_eq!(
@@ -14,4 +25,59 @@ fn announce_urls_are_found() {
         Some("[::1]:7".parse().unwrap())
     );
     assert_eq!(common::addr_in("no url here"), None);
+}
+
+/// A connection to an in-test peer that writes `bytes` one at a time (so
+/// every read sees a piece), then closes.
+fn dribbled(bytes: &'static [u8]) -> TcpStream {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    thread::spawn(move || {
+        for byte in bytes {
+            if peer.write_all(&[*byte]).is_err() {
+                return;
+            }
+        }
+    });
+    stream
+}
+
+#[test]
+fn pipelined_responses_are_read_one_by_one_whatever_their_framing() {
+    let mut stream = dribbled(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none\
+          HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\ntwo\r\n2\r\n!!\r\n0\r\nT: v\r\n\r\n\
+          HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n\
+          HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n\
+          HTTP/1.0 200 OK\r\n\r\nuntil the close",
+    );
+    let mut leftover = Vec::new();
+    let first = read_response(&mut stream, &mut leftover, false).unwrap();
+    assert_eq!((first.status, &first.body[..]), (200, &b"one"[..]));
+    assert_eq!(first.head, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n");
+    assert_eq!(first.header("content-length"), Some("3"));
+    let second = read_response(&mut stream, &mut leftover, false).unwrap();
+    assert_eq!(second.body, b"two!!");
+    let not_modified = read_response(&mut stream, &mut leftover, false).unwrap();
+    assert_eq!((not_modified.status, not_modified.body.len()), (304, 0));
+    let head = read_response(&mut stream, &mut leftover, true).unwrap();
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    let last = read_response(&mut stream, &mut leftover, false).unwrap();
+    assert_eq!(last.body, b"until the close");
+    assert!(leftover.is_empty());
+}
+
+#[test]
+fn a_response_cut_short_is_an_error_not_a_short_body() {
+    let mut stream = dribbled(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+    let err = read_response(&mut stream, &mut Vec::new(), false).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
+    let mut stream = dribbled(b"HTTP/1.1 200 OK\r\nContent-");
+    let err = read_response(&mut stream, &mut Vec::new(), false).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
+    let mut stream = dribbled(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+    let err = read_response(&mut stream, &mut Vec::new(), false).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
 }

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ladder::http::{BodyDecoder, BodyFraming, Limits};
+use ladder::http::{self, BodyDecoder};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
@@ -158,16 +158,12 @@ struct Conn {
     written: usize,
     /// Bytes read and not yet consumed.
     input: Vec<u8>,
-    response: Option<Body>,
+    /// The response being read: its body's decoder, and whether the server
+    /// keeps the connection after it.
+    response: Option<(BodyDecoder, bool)>,
     /// When the current request (or the connect) started.
     started: Instant,
     next_drip: Instant,
-}
-
-/// The body of the response being read.
-enum Body {
-    Decoding(BodyDecoder, bool),
-    UntilClose,
 }
 
 /// How one pass over a connection ended.
@@ -514,10 +510,13 @@ impl Load {
         let mut chunk = [0u8; 16 * 1024];
         let n = conn.stream.read(&mut chunk)?;
         if n == 0 {
+            // A close-delimited body ends here; any other is cut short.
+            let body_ended = conn
+                .response
+                .as_mut()
+                .is_some_and(|(decoder, _)| decoder.finish_at_eof().is_ok());
             return Ok(match role {
-                Role::Worker if matches!(conn.response, Some(Body::UntilClose)) => {
-                    self.finish_response(i, false)
-                }
+                Role::Worker if body_ended => self.finish_response(i, false),
                 Role::Worker => Step::Close(Some(Error::Closed)),
                 _ => {
                     self.dropped[role as usize] += 1;
@@ -536,71 +535,34 @@ impl Load {
     fn parse(&mut self, i: usize) -> io::Result<Step> {
         let head_only = self.args.method == "HEAD";
         let conn = self.slots[i].conn.as_mut().expect("connected");
-        loop {
-            match &mut conn.response {
-                None => {
-                    let mut headers = [httparse::EMPTY_HEADER; 64];
-                    let mut response = httparse::Response::new(&mut headers);
-                    let consumed = match response.parse(&conn.input) {
-                        Ok(httparse::Status::Complete(n)) => n,
-                        Ok(httparse::Status::Partial) => return Ok(Step::Again),
-                        Err(_) => return Ok(Step::Close(Some(Error::BadResponse))),
-                    };
-                    let status = response.code.unwrap_or(0);
-                    *self.statuses.entry(status).or_default() += 1;
-                    let header = |name: &str| {
-                        response
-                            .headers
-                            .iter()
-                            .find(|h| h.name.eq_ignore_ascii_case(name))
-                            .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
-                    };
-                    let keep_alive = response.version == Some(1)
-                        && header("connection").is_none_or(|v| !v.contains("close"));
-                    let framing =
-                        if head_only || status / 100 == 1 || status == 204 || status == 304 {
-                            Some(BodyFraming::Empty)
-                        } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked"))
-                        {
-                            Some(BodyFraming::Chunked)
-                        } else if let Some(length) = header("content-length") {
-                            match length.trim().parse() {
-                                Ok(n) => Some(BodyFraming::Length(n)),
-                                Err(_) => return Ok(Step::Close(Some(Error::BadResponse))),
-                            }
-                        } else {
-                            None
-                        };
-                    let limits = Limits {
-                        max_body: u64::MAX,
-                        ..Limits::default()
-                    };
-                    conn.response = Some(match framing {
-                        Some(framing) => {
-                            Body::Decoding(BodyDecoder::new(framing, &limits), keep_alive)
-                        }
-                        None => Body::UntilClose,
-                    });
-                    conn.input.drain(..consumed);
-                }
-                Some(Body::UntilClose) => {
-                    conn.input.clear();
-                    return Ok(Step::Again);
-                }
-                Some(Body::Decoding(decoder, keep_alive)) => {
-                    let keep_alive = *keep_alive;
-                    let mut scratch = Vec::new();
-                    match decoder.feed(&conn.input, &mut scratch) {
-                        Ok(used) => drop(conn.input.drain(..used)),
-                        Err(_) => return Ok(Step::Close(Some(Error::BadResponse))),
-                    }
-                    if !decoder.is_done() {
-                        return Ok(Step::Again);
-                    }
-                    return Ok(self.finish_response(i, keep_alive));
-                }
+        let (decoder, keep_alive) = match &mut conn.response {
+            Some(reading) => reading,
+            None => {
+                let (head, consumed) = match http::parse_response(&conn.input) {
+                    Ok(Some(parsed)) => parsed,
+                    Ok(None) => return Ok(Step::Again),
+                    Err(_) => return Ok(Step::Close(Some(Error::BadResponse))),
+                };
+                *self.statuses.entry(head.status).or_default() += 1;
+                let Ok(framing) = head.body_framing(head_only) else {
+                    return Ok(Step::Close(Some(Error::BadResponse)));
+                };
+                conn.input.drain(..consumed);
+                let decoder = BodyDecoder::unlimited(framing);
+                conn.response.insert((decoder, head.keep_alive()))
             }
+        };
+        // The body itself is dropped: only where it ends matters here.
+        let mut scratch = Vec::new();
+        match decoder.feed(&conn.input, &mut scratch) {
+            Ok(used) => drop(conn.input.drain(..used)),
+            Err(_) => return Ok(Step::Close(Some(Error::BadResponse))),
         }
+        if !decoder.is_done() {
+            return Ok(Step::Again);
+        }
+        let keep_alive = *keep_alive;
+        Ok(self.finish_response(i, keep_alive))
     }
 
     /// A whole response arrived: record it, then the next request.

@@ -1,6 +1,5 @@
 //! Running `grade` from a test and reading its JSON and JUnit reports
 //! (shared by tests/grade_reference.rs and tests/grade_decoys.rs).
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,7 +11,6 @@ pub struct Graded {
     pub status: Option<i32>,
     /// Stage names in order, with whether each passed.
     pub stages: Vec<(String, bool)>,
-    pub json: String,
     /// The human report (on stderr with `--json -`).
     pub report: String,
 }
@@ -41,7 +39,6 @@ pub fn grade(args: &[&str]) -> Graded {
     Graded {
         status: output.status.code(),
         stages,
-        json,
         report,
     }
 }
@@ -100,6 +97,7 @@ fn json_string(text: &str) -> Option<(String, &str)> {
 /// A minimal XML well-formedness check: tags nest and close, attribute
 /// values are quoted, text holds no raw `<` and only known entities.
 /// Returns the element names in document order.
+#[allow(dead_code)] // only tests/grade_reference.rs reads JUnit
 pub fn xml_elements(xml: &str) -> Result<Vec<String>, String> {
     let body = xml
         .strip_prefix("<?xml version=\"1.0\" encoding=\"UTF-8\"?>")
@@ -175,14 +173,15 @@ fn check_attributes(mut attrs: &str) -> Result<(), String> {
     }
 }
 
-/// Build every binary of the exercises package (skeletons, decoys, controls)
-/// with a nested cargo, once per test process, and map names to paths.
-pub fn exercise_bins() -> &'static HashMap<String, PathBuf> {
+/// Build every binary of the development-only `decoys` package (decoys and
+/// controls) with a nested cargo, once per test process, and map names to
+/// paths.
+fn decoy_bins() -> &'static HashMap<String, PathBuf> {
     static BINS: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
     BINS.get_or_init(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let output = Command::new(cargo)
-            .args(["build", "-q", "-p", "exercises", "--bins"])
+            .args(["build", "-q", "-p", "decoys", "--bins"])
             .arg("--manifest-path")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
             .arg("--message-format=json-render-diagnostics")
@@ -190,7 +189,7 @@ pub fn exercise_bins() -> &'static HashMap<String, PathBuf> {
             .expect("cargo runs");
         assert!(
             output.status.success(),
-            "building the exercises package failed:\n{}",
+            "building the decoys package failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
         let mut bins = HashMap::new();
@@ -213,9 +212,10 @@ pub fn exercise_bins() -> &'static HashMap<String, PathBuf> {
     })
 }
 
-/// The path of one binary of the exercises package.
-pub fn exercise_bin(name: &str) -> String {
-    let bins = exercise_bins();
+/// The path of one binary of the decoys package.
+#[allow(dead_code)] // only tests/grade_decoys.rs grades decoys
+pub fn decoy_bin(name: &str) -> String {
+    let bins = decoy_bins();
     bins.get(name)
         .unwrap_or_else(|| panic!("no bin {name} among {:?}", bins.keys()))
         .display()

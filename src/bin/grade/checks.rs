@@ -9,6 +9,8 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ladder::http::{self, ResponseHeadIn};
+
 use crate::runner::{Ctx, Failure};
 
 /// One complete exchange on a fresh connection, closed at the end.
@@ -174,65 +176,51 @@ pub fn close_with_reset(stream: TcpStream) {
     drop(stream);
 }
 
-/// An HTTP response read to the close and split leniently (at the first
-/// `\r\n\r\n` or bare `\n\n`), so that a stage checking one thing (say,
-/// the status) does not also fail on another (say, bare LF line ends).
+/// An HTTP response read to the close, its head parsed once by
+/// `ladder::http::parse_response`. Like most clients, that parser also takes
+/// bare `\n` line ends, so a stage checking one thing (say, the status) does
+/// not also fail on another (say, the line ends, which `status_line_crlf`
+/// checks on the raw bytes).
 pub struct RawResponse {
     pub bytes: Vec<u8>,
-    /// Where the head ends (after its blank line), if it does.
+    /// The head, if `bytes` start with a whole, well-formed one.
+    parsed: Option<ResponseHeadIn>,
+    /// Where that head ends (after its blank line).
     pub head_end: Option<usize>,
 }
 
 impl RawResponse {
     pub fn new(bytes: Vec<u8>) -> RawResponse {
-        let crlf = find(&bytes, b"\r\n\r\n").map(|i| i + 4);
-        let lf = find(&bytes, b"\n\n").map(|i| i + 2);
-        let head_end = match (crlf, lf) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let (parsed, head_end) = match http::parse_response(&bytes) {
+            Ok(Some((head, end))) => (Some(head), Some(end)),
+            Ok(None) | Err(_) => (None, None),
         };
-        RawResponse { bytes, head_end }
+        RawResponse {
+            bytes,
+            parsed,
+            head_end,
+        }
     }
 
+    /// The head's bytes; all of them when no whole head was found.
     pub fn head(&self) -> &[u8] {
         &self.bytes[..self.head_end.unwrap_or(self.bytes.len())]
     }
 
+    /// Everything after the head, as sent (chunked framing left in place).
     pub fn body(&self) -> &[u8] {
         &self.bytes[self.head_end.unwrap_or(self.bytes.len())..]
     }
 
-    /// The head's lines, without their line ends.
-    pub fn lines(&self) -> impl Iterator<Item = String> + '_ {
-        String::from_utf8_lossy(self.head())
-            .lines()
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-            .into_iter()
-    }
-
-    /// The status code from `HTTP/1.x NNN reason`.
+    /// The status code, if the head parsed.
     pub fn status(&self) -> Option<u16> {
-        let line = self.lines().next()?;
-        let mut words = line.split(' ');
-        words.next().filter(|v| v.starts_with("HTTP/1."))?;
-        words.next()?.parse().ok()
+        self.parsed.as_ref().map(|head| head.status)
     }
 
-    /// The first value of header `name` (case-insensitive), trimmed.
+    /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<String> {
-        self.lines().skip(1).find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
+        self.parsed.as_ref()?.header(name).map(str::to_string)
     }
-}
-
-/// Where `needle` first occurs in `haystack`.
-pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Send `request` on a new connection and read the answer until the server

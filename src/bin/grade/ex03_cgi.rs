@@ -274,7 +274,7 @@ fn no_zombies(ctx: &mut Ctx) -> Result<(), Failure> {
         expect_status(ctx, &raw, 200)?;
     }
     let pid = ctx.server().pid();
-    let zombies = crate::common::zombies_of(pid, Duration::from_secs(10));
+    let zombies = ladder_harness::zombies_of(pid, Duration::from_secs(10));
     ctx.ensure(zombies == 0, "no child of the server in state Z (zombie)")
         .map_err(|f| {
             f.detail(format!(

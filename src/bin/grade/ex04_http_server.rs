@@ -297,10 +297,10 @@ fn keep_alive_http11(ctx: &mut Ctx) -> Result<(), Failure> {
     let first = ctx.recv_response(&mut stream, &mut leftover, false)?;
     let second = ctx.recv_response(&mut stream, &mut leftover, false)?;
     ctx.ensure(
-        first.status == 200
+        first.head.status == 200
             && first.body == HELLO
-            && first.header("Connection") == Some("keep-alive")
-            && second.status == 200
+            && first.head.header("Connection") == Some("keep-alive")
+            && second.head.status == 200
             && second.body == b"<h1>docs</h1>",
         "two 200 answers on one connection (hello.txt, then docs/index.html), \
          the first with Connection: keep-alive",
@@ -333,7 +333,8 @@ fn graceful_shutdown(ctx: &mut Ctx) -> Result<(), Failure> {
             Ok(n) => received.extend_from_slice(&chunk[..n]),
         }
     }
-    let body_len = checks::find(&received, b"\r\n\r\n").map(|i| received.len() - i - 4);
+    let response = RawResponse::new(received);
+    let body_len = response.head_end.map(|_| response.body().len());
     ctx.ensure(
         body_len == Some(BIG),
         format!("all {BIG} bytes of big.bin, although SIGTERM came in the middle"),

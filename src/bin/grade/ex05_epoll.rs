@@ -14,8 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::checks;
-use crate::common::IO_TIMEOUT;
 use crate::runner::{Ctx, Exercise, Failure, Stage};
+use ladder_harness::IO_TIMEOUT;
 
 pub const EXERCISE: Exercise = Exercise {
     name: "ex05_epoll",
@@ -134,7 +134,7 @@ fn hello(ctx: &mut Ctx, stream: &mut TcpStream, leftover: &mut Vec<u8>) -> Resul
     ctx.send(stream, HELLO)?;
     let response = ctx.recv_response(stream, leftover, false)?;
     ctx.ensure(
-        response.status == 200 && response.body == b"Hello, World!\n",
+        response.head.status == 200 && response.body == b"Hello, World!\n",
         "200 OK with the body \"Hello, World!\\n\"",
     )
 }
@@ -177,7 +177,7 @@ fn pipelining_in_order(ctx: &mut Ctx) -> Result<(), Failure> {
     for (i, body) in bodies.iter().enumerate() {
         let response = ctx.recv_response(&mut stream, &mut leftover, false)?;
         ctx.ensure(
-            response.status == 200 && response.body == *body,
+            response.head.status == 200 && response.body == *body,
             format!(
                 "answer {} to be 200 with {:?}",
                 i + 1,
@@ -196,7 +196,10 @@ fn dribbled_request(ctx: &mut Ctx) -> Result<(), Failure> {
         thread::sleep(Duration::from_millis(5));
     }
     let response = ctx.recv_response(&mut stream, &mut Vec::new(), false)?;
-    ctx.ensure(response.status == 200, "200 OK once the last byte arrived")
+    ctx.ensure(
+        response.head.status == 200,
+        "200 OK once the last byte arrived",
+    )
 }
 
 fn drains_until_wouldblock(ctx: &mut Ctx) -> Result<(), Failure> {
@@ -216,7 +219,7 @@ fn drains_until_wouldblock(ctx: &mut Ctx) -> Result<(), Failure> {
     let mut leftover = Vec::new();
     for _ in 0..2 {
         let response = ctx.recv_response(&mut stream, &mut leftover, false)?;
-        ctx.ensure(response.status == 200, "200 OK for both requests")?;
+        ctx.ensure(response.head.status == 200, "200 OK for both requests")?;
     }
     let _ = sender.join();
     Ok(())
@@ -270,7 +273,7 @@ fn slow_reader(ctx: &mut Ctx) -> Result<(), Failure> {
     ctx.clear_transcript();
     // Read without recording: 8 MiB in a failure report would bury it.
     let mut leftover = first;
-    let response = crate::common::read_response(&mut slow, &mut leftover, false)
+    let response = ladder::http::read_response(&mut slow, &mut leftover, false)
         .map_err(|err| ctx.fail("the rest of the file").detail(err.to_string()))?;
     ctx.ensure(
         response.body == big,
@@ -284,7 +287,7 @@ fn many_clients(ctx: &mut Ctx) -> Result<(), Failure> {
     }
     fn answered(ctx: &mut Ctx, stream: &mut TcpStream) -> Result<(), Failure> {
         let response = ctx.recv_response(stream, &mut Vec::new(), false)?;
-        ctx.ensure(response.status == 200, "200 OK")
+        ctx.ensure(response.head.status == 200, "200 OK")
     }
     checks::serves_while_busy(
         ctx,

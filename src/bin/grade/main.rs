@@ -17,9 +17,6 @@
 // it would make every stage author write `Box::new`.
 #![allow(clippy::result_large_err)]
 
-#[path = "../../../tests/common/mod.rs"]
-mod common;
-
 mod checks;
 mod report;
 mod runner;

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{self, Server};
+use ladder::http::{self, ResponseIn};
+use ladder_harness::{self as harness, ResetAsEof, Server};
 
 /// One exercise: its stages, in the order they run.
 pub struct Exercise {
@@ -130,13 +131,7 @@ impl Ctx {
             .expect("the stage must call ctx.start() first")
     }
 
-    /// Stop the server (SIGTERM, then SIGKILL), forgetting it.
-    #[allow(dead_code)] // stage API, for the exercises to come
-    pub fn stop(&mut self) {
-        self.server = None;
-    }
-
-    /// A new connection, with read and write timeouts of `common::IO_TIMEOUT`.
+    /// A new connection, with read and write timeouts of `harness::IO_TIMEOUT`.
     pub fn connect(&mut self) -> Result<TcpStream, Failure> {
         let result = self.server().connect();
         result.map_err(|err| {
@@ -159,7 +154,6 @@ impl Ctx {
     }
 
     /// Note bytes as sent without sending them (when another thread sends).
-    #[allow(dead_code)] // stage API, for the exercises to come
     pub fn record_sent(&mut self, bytes: &[u8]) {
         self.sent.extend_from_slice(bytes);
     }
@@ -258,18 +252,18 @@ impl Ctx {
         }
     }
 
-    /// Read one HTTP response (Content-Length, chunked or close framing);
-    /// `head_only` for the answer to a HEAD request.
-    #[allow(dead_code)] // stage API, for the exercises to come
+    /// Read one HTTP response (Content-Length, chunked or close framing)
+    /// with `ladder::http::read_response`; `head_only` for the answer to a
+    /// HEAD request.
     pub fn recv_response(
         &mut self,
         stream: &mut TcpStream,
         leftover: &mut Vec<u8>,
         head_only: bool,
-    ) -> Result<common::Response, Failure> {
-        match common::read_response(stream, leftover, head_only) {
+    ) -> Result<ResponseIn, Failure> {
+        match http::read_response(&mut ResetAsEof::new(stream), leftover, head_only) {
             Ok(response) => {
-                self.got.extend_from_slice(response.head.as_bytes());
+                self.got.extend_from_slice(&response.raw_head);
                 self.got.extend_from_slice(&response.body);
                 Ok(response)
             }
@@ -316,7 +310,7 @@ fn describe_read_error(err: &io::Error, have: usize, stream: &TcpStream) -> Stri
         .read_timeout()
         .ok()
         .flatten()
-        .unwrap_or(common::IO_TIMEOUT);
+        .unwrap_or(harness::IO_TIMEOUT);
     match err.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!(
             "no answer within {waited:?} (after {have} bytes); is the server stuck in a read, \
@@ -441,11 +435,11 @@ fn run_one(bin: &Path, exercise: &Exercise, stage: &'static Stage) -> Outcome {
 /// `\r` and `\n` visible and cut to `limit` bytes.
 pub fn shown(bytes: &[u8], limit: usize) -> String {
     if bytes.len() <= limit {
-        common::escaped(bytes)
+        harness::escaped(bytes)
     } else {
         format!(
             "{}... ({} more bytes)",
-            common::escaped(&bytes[..limit]),
+            harness::escaped(&bytes[..limit]),
             bytes.len() - limit
         )
     }

@@ -1,9 +1,7 @@
 //! Decoy: an echo server that echoes what one read returned, then closes (rejected by ex01 echo_large).
-#[path = "echo_base.rs"]
-mod base;
 
 fn main() -> std::process::ExitCode {
-    base::main(base::Flaws {
+    decoys::echo::main(decoys::echo::Flaws {
         reads_once: true,
         ..Default::default()
     })

@@ -1,9 +1,7 @@
 //! Decoy: a file server with the flaw `follows_symlinks` (rejected by ex04 refuses_symlink_out).
-#[path = "http_server_base.rs"]
-mod base;
 
 fn main() -> std::process::ExitCode {
-    base::main(base::Flaws {
+    decoys::http_server::main(decoys::http_server::Flaws {
         follows_symlinks: true,
         ..Default::default()
     })

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ladder::http::{Framing, Limits, Parsed, Rejection, Request, ResponseHead, parse_request};
+use ladder::http::{Limits, Parsed, Rejection, Request, Response, ServerInfo, parse_request};
 
 /// A test double for the grader's self-tests (tests/grade_decoys.rs).
 #[derive(Parser)]
@@ -105,27 +105,27 @@ fn read_until(
 
 fn respond(mut stream: TcpStream, request: &Request, flaws: Flaws) -> io::Result<()> {
     let body = "Hello, World!\n";
-    let framing = if flaws.no_length {
-        Framing::UntilClose
-    } else {
-        Framing::Length(body.len() as u64)
-    };
-    let mut response = ResponseHead::new(200)
-        .header("Content-Type", "text/plain; charset=utf-8")
-        .render(framing, false);
+    let (_, bytes) = Response::with_bytes(200, "text/plain; charset=utf-8", body).render(
+        Some(request),
+        &ServerInfo::PLAIN,
+        false,
+    );
+    // The flaws are edits of the correct bytes.
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if flaws.no_length {
+        text = text.replacen(&format!("Content-Length: {}\r\n", body.len()), "", 1);
+    }
     if flaws.bare_lf {
-        response = String::from_utf8_lossy(&response)
-            .replace("\r\n", "\n")
-            .into_bytes();
+        text = text.replace("\r\n", "\n");
     }
-    if request.method != "HEAD" {
-        response.extend_from_slice(body.as_bytes());
-    }
-    stream.write_all(&response)
+    stream.write_all(text.as_bytes())
 }
 
 fn reject(mut stream: TcpStream, rejection: Rejection) -> io::Result<()> {
-    stream.write_all(&rejection.response())?;
+    let (_, page) = rejection
+        .to_response()
+        .render(None, &ServerInfo::PLAIN, false);
+    stream.write_all(&page)?;
     stream.shutdown(Shutdown::Write)?;
     // Read what the client still sends, briefly, so close() sends no RST.
     let until = Instant::now() + Duration::from_secs(1);

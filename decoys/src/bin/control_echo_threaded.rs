@@ -1,9 +1,7 @@
 //! Control: a correct echo server with a thread per connection (passes ex01 and demo_concurrency).
-#[path = "echo_base.rs"]
-mod base;
 
 fn main() -> std::process::ExitCode {
-    base::main(base::Flaws {
+    decoys::echo::main(decoys::echo::Flaws {
         threaded: true,
         ..Default::default()
     })

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use ladder::cgi::{self, Gateway, Outcome};
-use ladder::http::{self, BodyDecoder, Framing, Limits, Parsed, Rejection, Request, ResponseHead};
+use ladder::http::{
+    self, Body, BodyDecoder, Limits, Parsed, Rejection, Request, Response, ServerInfo,
+};
 
 /// The mistakes a decoy makes; each one is what a grader stage must catch.
 #[derive(Default)]
@@ -89,7 +91,7 @@ fn serve(
         match http::parse_request(&buf, &limits) {
             Ok(Parsed::Complete { request, consumed }) => break (request, consumed),
             Ok(Parsed::Partial) => {}
-            Err(rejection) => return stream.write_all(&rejection.response()),
+            Err(rejection) => return send(&mut stream, rejection.to_response()),
         }
         match stream.read(&mut chunk)? {
             0 => return Ok(()),
@@ -99,14 +101,14 @@ fn serve(
     buf.drain(..consumed);
     let framing = match request.body_framing(&limits) {
         Ok(framing) => framing,
-        Err(rejection) => return stream.write_all(&rejection.response()),
+        Err(rejection) => return send(&mut stream, rejection.to_response()),
     };
     let mut decoder = BodyDecoder::new(framing, &limits);
     let mut body = Vec::new();
     while !decoder.is_done() {
         match decoder.feed(&buf, &mut body) {
             Ok(used) => drop(buf.drain(..used)),
-            Err(rejection) => return stream.write_all(&rejection.response()),
+            Err(rejection) => return send(&mut stream, rejection.to_response()),
         }
         if !decoder.is_done() {
             match stream.read(&mut chunk)? {
@@ -138,13 +140,12 @@ fn serve(
             .and_then(|()| cgi::resolve(&path, "/cgi-bin", cgi_dir))
         {
             Ok(script) => script,
-            Err(rejection) => return stream.write_all(&rejection.response()),
+            Err(rejection) => return send(&mut stream, rejection.to_response()),
         };
         match cgi::run(&request, &body, &script, &gateway, false, &mut stream)? {
             Outcome::Responded { .. } => return Ok(()),
             Outcome::LocalRedirect(location) if flaws.no_local_redirects => {
-                let head = ResponseHead::new(302).header("Location", location);
-                return stream.write_all(&head.render(Framing::Length(0), false));
+                return send(&mut stream, Response::new(302).header("Location", location));
             }
             Outcome::LocalRedirect(location) => {
                 request = Request {
@@ -157,7 +158,10 @@ fn serve(
             }
         }
     }
-    stream.write_all(&Rejection::new(500, "too many local redirects").response())
+    send(
+        &mut stream,
+        Rejection::new(500, "too many local redirects").to_response(),
+    )
 }
 
 fn serve_static(stream: &mut TcpStream, root: &Path, path: &str) -> io::Result<()> {
@@ -166,11 +170,13 @@ fn serve_static(stream: &mut TcpStream, root: &Path, path: &str) -> io::Result<(
         .canonicalize()
         .is_ok_and(|real| real.starts_with(root) && real.is_file());
     match std::fs::read(&file) {
-        Ok(bytes) if inside => {
-            let head = ResponseHead::new(200).render(Framing::Length(bytes.len() as u64), false);
-            stream.write_all(&head)?;
-            stream.write_all(&bytes)
-        }
-        _ => stream.write_all(&http::error_response(404, "no such file")),
+        Ok(bytes) if inside => send(stream, Response::new(200).body(Body::Bytes(bytes))),
+        _ => send(stream, Response::error(404, "no such file")),
     }
+}
+
+/// Send a whole response; one request per connection, so `Connection: close`.
+fn send(stream: &mut TcpStream, mut response: Response) -> io::Result<()> {
+    let (_, bytes) = response.render(None, &ServerInfo::PLAIN, false);
+    stream.write_all(&bytes)
 }

@@ -13,7 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use clap::Parser;
-use ladder::http::{Limits, Parsed, parse_request};
+use ladder::http::{Limits, Parsed, Response, ServerInfo, parse_request};
 use ladder::static_files::{self, Body, Root};
 
 /// A test double for the grader's self-tests (tests/grade_decoys.rs).
@@ -141,7 +141,10 @@ impl Conn {
                 }
                 Ok(Parsed::Partial) => break,
                 Err(rejection) => {
-                    self.out.extend(rejection.response());
+                    let (_, page) = rejection
+                        .to_response()
+                        .render(None, &ServerInfo::PLAIN, false);
+                    self.out.extend(page);
                     self.close_after = true;
                     return Ok(());
                 }
@@ -163,10 +166,9 @@ impl Conn {
     fn answer(&mut self, root: &Root, request: &ladder::http::Request) {
         let keep_alive = request.keep_alive();
         if request.path() == "/hello" {
-            let head = ladder::http::ResponseHead::new(200).header("Content-Type", "text/plain");
-            self.out
-                .extend(head.render(ladder::http::Framing::Length(14), keep_alive));
-            self.out.extend_from_slice(b"Hello, World!\n");
+            let mut hello = Response::with_bytes(200, "text/plain", "Hello, World!\n");
+            let (_, bytes) = hello.render(Some(request), &ServerInfo::PLAIN, keep_alive);
+            self.out.extend(bytes);
         } else {
             let reply = static_files::respond(root, request);
             self.out.extend(reply.render_head(keep_alive));

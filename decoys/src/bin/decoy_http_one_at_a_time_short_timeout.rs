@@ -3,11 +3,9 @@
 //! `--timeout` says. It serves the others only after dropping the first:
 //! rejected by ex04 serves_while_busy, which checks that the first client
 //! is still waiting once the others are answered.
-#[path = "http_server_base.rs"]
-mod base;
 
 fn main() -> std::process::ExitCode {
-    base::main(base::Flaws {
+    decoys::http_server::main(decoys::http_server::Flaws {
         lock_held: true,
         one_second_timeout: true,
         ..Default::default()

@@ -1,7 +1,5 @@
 //! Control: the ex03 decoys' base with no flaw, which must pass every stage.
-#[path = "cgi_base.rs"]
-mod base;
 
 fn main() -> std::process::ExitCode {
-    base::main(base::Flaws::default())
+    decoys::cgi::main(decoys::cgi::Flaws::default())
 }

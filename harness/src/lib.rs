@@ -1,0 +1,360 @@
+//! The one harness for talking to a rung: start it on port 0 in its own
+//! process group, learn the port from its announce line, hand out connected
+//! sockets with timeouts, and leave nothing behind.
+//!
+//! Shared by every integration test (through `tests/common/mod.rs`, which
+//! adds reading HTTP responses) and by the `grade` tool, so the reference
+//! tests and the grader start and stop servers the same way. A development
+//! crate: no lesson reads it, and a student never needs to.
+//!
+//! It depends on std and nix only. The main package depends on it (for
+//! `grade`), so it cannot use the `ladder` library; its callers read HTTP
+//! responses with `ladder::http::read_response`, over [`ResetAsEof`] when a
+//! close-delimited answer may end in a reset.
+
+use std::ffi::OsStr;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// How long any single read from a server may block in a test. Generous,
+/// because a busy 2-core CI machine is slow, but a hung server still fails.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a server may take to print its announce line.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running server. Dropping it stops the whole process group.
+pub struct Server {
+    child: Child,
+    /// The address from the announce line, with the real port.
+    pub addr: SocketAddr,
+    /// The announce line itself.
+    pub announce: String,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    exited: Option<ExitStatus>,
+}
+
+impl Server {
+    /// Start `bin` with `args` plus `--port 0` (unless `args` name a port).
+    pub fn start<S: AsRef<OsStr>>(bin: impl AsRef<OsStr>, args: &[S]) -> io::Result<Server> {
+        let mut command = Command::new(bin);
+        command.args(args);
+        let has_port = args.iter().any(|a| {
+            let a = a.as_ref().to_string_lossy();
+            a == "--port" || a.starts_with("--port=")
+        });
+        if !has_port {
+            command.args(["--port", "0"]);
+        }
+        Server::spawn(command)
+    }
+
+    /// Start a fully prepared command (its own args, cwd, env). It must print
+    /// a line holding `scheme://host:port` first.
+    pub fn spawn(mut command: Command) -> io::Result<Server> {
+        // A process group of its own, so that stopping the server also stops
+        // anything it forked (CGI scripts, workers), and Ctrl-C in the test's
+        // terminal does not reach it twice.
+        command
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn()?;
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (first_line_tx, first_line_rx) = mpsc::channel();
+
+        let mut out = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let out_buf = Arc::clone(&stdout);
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = out.read_line(&mut line);
+            let _ = first_line_tx.send(line);
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = out.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                out_buf.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        let mut err = child.stderr.take().expect("stderr is piped");
+        let err_buf = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = err.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                err_buf.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+
+        let fail = |child: &mut Child, stderr: &Arc<Mutex<Vec<u8>>>, why: String| {
+            let _ = child.kill();
+            let _ = child.wait();
+            thread::sleep(Duration::from_millis(50));
+            let err = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
+            io::Error::other(format!("{why}; its stderr was:\n{err}"))
+        };
+        let line = match first_line_rx.recv_timeout(START_TIMEOUT) {
+            Ok(line) if !line.is_empty() => line,
+            Ok(_) => {
+                return Err(fail(
+                    &mut child,
+                    &stderr,
+                    "the server exited before printing its announce line".into(),
+                ));
+            }
+            Err(_) => {
+                return Err(fail(
+                    &mut child,
+                    &stderr,
+                    format!("no announce line within {START_TIMEOUT:?}"),
+                ));
+            }
+        };
+        let Some(addr) = addr_in(&line) else {
+            let why = format!("the first stdout line {line:?} holds no scheme://host:port URL");
+            return Err(fail(&mut child, &stderr, why));
+        };
+        Ok(Server {
+            child,
+            addr,
+            announce: line.trim_end().to_string(),
+            stdout,
+            stderr,
+            exited: None,
+        })
+    }
+
+    /// The server's pid, which is also its process group id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A fresh connection with read and write timeouts set.
+    pub fn connect(&self) -> io::Result<TcpStream> {
+        let stream = TcpStream::connect_timeout(&self.addr, IO_TIMEOUT)?;
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        Ok(stream)
+    }
+
+    /// Everything printed on stdout after the announce line, so far.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
+    }
+
+    /// Everything printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// Wait until stderr contains `needle` (logs are written after the
+    /// response, so a test that just read a response may have to wait).
+    pub fn wait_for_stderr(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.stderr().contains(needle)
+    }
+
+    /// Send a signal to the server process alone.
+    pub fn signal(&self, signal: Signal) -> io::Result<()> {
+        nix::sys::signal::kill(Pid::from_raw(self.pid() as i32), signal)?;
+        Ok(())
+    }
+
+    /// Has the server exited? Returns its status if so (reaping it).
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().ok().flatten();
+        }
+        self.exited
+    }
+
+    /// Wait up to `timeout` for the server to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_exit() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM the server and wait for it: `Some(status)` if it exited within
+    /// `timeout`, `None` if it had to be killed.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let _ = self.signal(Signal::SIGTERM);
+        let status = self.wait_exit(timeout);
+        if status.is_none() {
+            let _ = killpg(Pid::from_raw(self.pid() as i32), Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+        status
+    }
+
+    /// Is any process of the server's group still alive (zombies included)?
+    pub fn group_alive(&self) -> bool {
+        killpg(Pid::from_raw(self.pid() as i32), None).is_ok()
+    }
+
+    /// Wait up to `timeout` for every process of the group to be gone.
+    pub fn wait_group_gone(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.group_alive() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let group = Pid::from_raw(self.pid() as i32);
+        if self.try_exit().is_none() {
+            let _ = killpg(group, Signal::SIGTERM);
+            if self.wait_exit(Duration::from_secs(3)).is_none() {
+                let _ = killpg(group, Signal::SIGKILL);
+                let _ = self.child.wait();
+            }
+        }
+        // Whatever the server forked and left running goes too.
+        let _ = killpg(group, Signal::SIGKILL);
+    }
+}
+
+/// Find `scheme://host:port` in a line and resolve it.
+pub fn addr_in(line: &str) -> Option<SocketAddr> {
+    let start = line.find("://")? + 3;
+    let rest = &line[start..];
+    let end = rest
+        .find(|c: char| c == '/' || c == ')' || c.is_whitespace())
+        .unwrap_or(rest.len());
+    rest[..end].to_socket_addrs().ok()?.next()
+}
+
+/// Write `bytes`, then read until the server closes the connection (or the
+/// read times out, which is an error: a test must not hang).
+pub fn exchange(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<Vec<u8>> {
+    stream.write_all(bytes)?;
+    read_to_close(stream)
+}
+
+/// Read until EOF. A reset after some data counts as the end too, since a
+/// server that closes with unread input in its buffer sends RST.
+pub fn read_to_close(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    ResetAsEof::new(stream).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// A connection read so that a reset (ECONNRESET) after some bytes ends it
+/// as EOF would: a server that closes with unread input in its receive
+/// buffer makes its kernel send RST instead of FIN, and the answer it wrote
+/// before is still the answer. A reset before any byte stays an error.
+pub struct ResetAsEof<'a> {
+    stream: &'a mut TcpStream,
+    read_any: bool,
+}
+
+impl<'a> ResetAsEof<'a> {
+    pub fn new(stream: &'a mut TcpStream) -> ResetAsEof<'a> {
+        ResetAsEof {
+            stream,
+            read_any: false,
+        }
+    }
+}
+
+impl Read for ResetAsEof<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.stream.read(buf) {
+            Ok(n) => {
+                self.read_any |= n > 0;
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset && self.read_any => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Bytes as text with `\r` and `\n` visible, for assertion messages.
+pub fn escaped(bytes: &[u8]) -> String {
+    bytes.escape_ascii().to_string()
+}
+
+/// Assert that the server's stderr never reported a panic.
+pub fn assert_no_panic(server: &Server) {
+    let stderr = server.stderr();
+    assert!(
+        !stderr.contains("panicked"),
+        "the server panicked:\n{stderr}"
+    );
+}
+
+/// Say plainly that a test was skipped because `tool` is missing, and what
+/// went unchecked. Written to the process's stderr directly, past the test
+/// harness's capture (which only intercepts `print!`/`eprint!`), so the line
+/// shows in a plain `cargo test` run. README.md lists the tests allowed to skip.
+pub fn skipped(tool: &str, unchecked: &str) {
+    let line = format!("skipped: {tool} not found; {unchecked} was not checked\n");
+    let _ = io::Write::write_all(&mut io::stderr().lock(), line.as_bytes());
+}
+
+/// Children of `pid` in state Z (zombies, from /proc/N/stat), counted
+/// every 50 ms until there are none or `wait` has passed: a child reaped
+/// just after its response went out is not a leak.
+pub fn zombies_of(pid: u32, wait: Duration) -> usize {
+    let count = || {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        let parent = pid.to_string();
+        entries
+            .flatten()
+            .filter(|entry| {
+                let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                    return false;
+                };
+                // After the ")" that ends the command name: state, then ppid.
+                let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+                let mut fields = rest.split_whitespace();
+                fields.next() == Some("Z") && fields.next() == Some(parent.as_str())
+            })
+            .count()
+    };
+    let deadline = Instant::now() + wait;
+    loop {
+        let zombies = count();
+        if zombies == 0 || Instant::now() >= deadline {
+            return zombies;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
