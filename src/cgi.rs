@@ -946,6 +946,20 @@ mod tests {
     }
 
     #[test]
+    fn a_status_keeps_its_reason_phrase() {
+        let cases = [
+            ("Status: 299 Custom Thing\n\n", 299, Some("Custom Thing")),
+            ("Status: 404\n\n", 404, None),
+            ("Status: 502 \n\n", 502, None),
+        ];
+        for (head, status, reason) in cases {
+            let parsed = parse_response_head(head.as_bytes()).unwrap();
+            assert_eq!(parsed.status, Some(status), "{head:?}");
+            assert_eq!(parsed.reason.as_deref(), reason, "{head:?}");
+        }
+    }
+
+    #[test]
     fn header_variables() {
         let raw = b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: a\r\nx-forwarded-for: b\r\n\
             Content-Type: t\r\nAuthorization: Basic Zm9v\r\nProxy: http://evil\r\nX_Sneaky: 1\r\n\r\n";
