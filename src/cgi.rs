@@ -180,8 +180,15 @@ pub fn read_body(
     limits: &Limits,
     send_continue: bool,
 ) -> io::Result<Result<Vec<u8>, Rejection>> {
-    let protocol = if send_continue { Version::Http11 } else { Version::Http10 };
-    let server = ServerInfo { protocol, software: None };
+    let protocol = if send_continue {
+        Version::Http11
+    } else {
+        Version::Http10
+    };
+    let server = ServerInfo {
+        protocol,
+        software: None,
+    };
     let deadline = stream.read_timeout()?.map(|t| Instant::now() + t);
     let mut conn = Connection::new(stream.try_clone()?, stream.peer_addr()?, *limits)
         .server(server)
@@ -564,7 +571,11 @@ pub fn serve(
                 keep_alive,
             } => {
                 let bytes = Some(bytes);
-                return Ok(Served { status, bytes, keep_alive });
+                return Ok(Served {
+                    status,
+                    bytes,
+                    keep_alive,
+                });
             }
             // The script named another local URL: serve that instead. The
             // client sees only the final answer, the access log the request
@@ -592,7 +603,11 @@ fn answer(
     let plan = conn.respond(Some(request), response, may_keep_alive)?;
     let bytes = len.filter(|_| plan.send_body);
     let keep_alive = plan.keep_alive;
-    Ok(Served { status, bytes, keep_alive })
+    Ok(Served {
+        status,
+        bytes,
+        keep_alive,
+    })
 }
 
 // ANCHOR: redirected
@@ -606,7 +621,12 @@ pub fn redirected(request: &Request, location: &str) -> Request {
     let mut next = request.clone();
     next.method = if request.is_head() { "HEAD" } else { "GET" }.into();
     next.target = Target::parse("GET", location).expect("a local redirect is a /path");
-    let body_headers = ["content-length", "content-type", "transfer-encoding", "expect"];
+    let body_headers = [
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "expect",
+    ];
     next.headers
         .retain(|h| !body_headers.contains(&h.name.to_ascii_lowercase().as_str()));
     next
@@ -623,7 +643,8 @@ pub fn run(
     keep_alive: bool,
     out: &mut TcpStream,
 ) -> io::Result<Outcome> {
-    let mut conn = Connection::new(out.try_clone()?, gateway.peer, Limits::default()).trace_io(false);
+    let mut conn =
+        Connection::new(out.try_clone()?, gateway.peer, Limits::default()).trace_io(false);
     run_script(&mut conn, request, body, script, gateway, keep_alive)
 }
 
@@ -773,14 +794,22 @@ fn relay(
                 child.kill_group();
                 child.reap()?;
                 let bytes = conn.sent();
-                return Ok(Outcome::Responded { status, bytes, keep_alive: false });
+                return Ok(Outcome::Responded {
+                    status,
+                    bytes,
+                    keep_alive: false,
+                });
             }
         }
     }
     let keep_alive = conn.end_body(&plan)?;
     child.reap()?;
     let bytes = conn.sent();
-    Ok(Outcome::Responded { status, bytes, keep_alive })
+    Ok(Outcome::Responded {
+        status,
+        bytes,
+        keep_alive,
+    })
 }
 // ANCHOR_END: relay
 

@@ -14,9 +14,9 @@
 //!
 //! Every response goes out one way: [`Response::plan`] settles the framing,
 //! [`Response::write_head`] renders the head, then the body follows as the
-//! plan says ([`respond`](Connection::respond), and [`send_chunk`]
-//! (Connection::send_chunk) / [`end_body`](Connection::end_body) for a body
-//! that comes later, from a CGI script or an application).
+//! plan says: [`Connection::respond`], and for a body that comes later (a
+//! CGI script's output, an application's) [`Connection::send_chunk`] and
+//! [`Connection::end_body`].
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -309,7 +309,9 @@ impl Connection {
             match self.read_more(deadline, false)? {
                 Arrived::Bytes => {}
                 Arrived::Late => return Ok(Got::TimedOut),
-                Arrived::Eof | Arrived::Stop => return Ok(Got::Closed("client closed in the body")),
+                Arrived::Eof | Arrived::Stop => {
+                    return Ok(Got::Closed("client closed in the body"));
+                }
             }
         }
     }
@@ -504,7 +506,8 @@ impl Connection {
         if !self.sendfile {
             return self.copy_file(file, len);
         }
-        let shrank = || io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent");
+        let shrank =
+            || io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent");
         let (mut offset, mut left): (nix::libc::off_t, u64) = (0, len);
         while left > 0 {
             let count = usize::try_from(left).unwrap_or(usize::MAX).min(1 << 30);
@@ -520,7 +523,10 @@ impl Connection {
                 }
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(nix::errno::Errno::EAGAIN) => {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "client stopped reading",
+                    ));
                 }
                 Err(err) => return Err(err.into()),
             }

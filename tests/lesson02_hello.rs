@@ -244,7 +244,10 @@ fn absolute_form_is_answered() {
     .unwrap();
     let text = redact_date(&response);
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text:?}");
-    assert!(text.contains("You asked for GET http://example.com/hello"), "{text:?}");
+    assert!(
+        text.contains("You asked for GET http://example.com/hello"),
+        "{text:?}"
+    );
 }
 
 /// Pins RFC 9112 §6.1: a transfer coding we cannot undo (gzip, under the
@@ -260,7 +263,10 @@ fn a_coding_other_than_chunked_gets_501_and_close() {
     )
     .unwrap();
     let text = redact_date(&response);
-    assert!(text.starts_with("HTTP/1.1 501 Not Implemented\r\n"), "{text:?}");
+    assert!(
+        text.starts_with("HTTP/1.1 501 Not Implemented\r\n"),
+        "{text:?}"
+    );
     assert!(text.contains("\r\nConnection: close\r\n\r\n"), "{text:?}");
     drop(stream);
     assert_still_serving(&server);

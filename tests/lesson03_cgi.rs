@@ -378,7 +378,10 @@ fn head_on_a_script_sends_no_body() {
 fn absolute_form_is_answered() {
     let server = fixture_server(&[]);
     let script = get(&server, "http://example.com/cgi-bin/with-length.sh");
-    assert_eq!((script.status, script.body.as_slice()), (200, &b"exact\n"[..]));
+    assert_eq!(
+        (script.status, script.body.as_slice()),
+        (200, &b"exact\n"[..])
+    );
     assert_eq!(get(&server, "http://example.com/note.txt").status, 200);
 }
 

@@ -126,7 +126,16 @@ fn serve(
         }
     }
     let static_file = |request: &Request| serve_static(root, request.path());
-    cgi::serve(&mut conn, &request, &body, &gateway, false, script_for, static_file).map(drop)
+    cgi::serve(
+        &mut conn,
+        &request,
+        &body,
+        &gateway,
+        false,
+        script_for,
+        static_file,
+    )
+    .map(drop)
 }
 
 fn serve_static(root: &Path, path: &str) -> Response {
