@@ -2,25 +2,31 @@
 //!
 //! Introduced in lesson 03 (`lessons/03-cgi.md`), used by 04.
 //!
-//! The whole protocol is four steps, in the order [`run`] takes them:
+//! [`serve`] answers one request end to end, in the order it takes these steps:
 //!
 //! 1. [`resolve`]: the URL `/cgi-bin/NAME/extra?query` names a script file
 //!    `NAME` in the CGI directory; the rest of the path becomes `PATH_INFO`.
+//!    (The server says which paths are scripts; a path that is not one is
+//!    answered by the server's own closure, static files say.)
 //! 2. [`meta_variables`]: the request is written into environment variables
 //!    (`REQUEST_METHOD`, `QUERY_STRING`, `HTTP_USER_AGENT`, …), RFC 3875 §4.1.
 //! 3. spawn: a new process per request, started from an empty environment,
 //!    with the request body on its stdin (§4.2).
 //! 4. relay: the script's stdout is a small CGI header block (§6.3:
 //!    `Status`, `Content-Type`, `Location`, others) and then the body, which
-//!    the server frames as HTTP and streams to the client.
+//!    the server frames as HTTP and streams to the client through
+//!    `ladder::connection` (lesson 02).
+//! 5. a local redirect (`Location: /other/path` and nothing else, §6.2.2)
+//!    starts again from step 1 for that path, as a GET without the body.
 //!
 //! A script is untrusted in the sense that it may be buggy: it can crash,
 //! print garbage, hang, or fork helpers that hang. Every one of those ends in
 //! an HTTP answer (502, 504) and a reaped process; nothing is left behind.
 
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
@@ -34,9 +40,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::http::{
-    BodyDecoder, Framing, LAST_CHUNK, Limits, Rejection, Request, ResponseHead, error_response,
-};
+use crate::connection::{Connection, Got};
+use crate::http::{Body, Limits, Rejection, Request, Response, ServerInfo, Target, Version};
 use crate::trace;
 
 /// Percent-decoding lives in `ladder::http`; re-exported for the callers of
@@ -55,6 +60,10 @@ static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 /// The largest CGI header block we accept from a script; more is a 502.
 const MAX_SCRIPT_HEAD: usize = 64 * 1024;
+
+/// A script may answer `Location: /other/path`; we serve that path instead.
+/// Two scripts redirecting to each other must not loop for ever.
+pub const MAX_LOCAL_REDIRECTS: usize = 5;
 
 /// A script found on disk for a request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +93,17 @@ pub struct Gateway {
     pub log_tag: &'static str,
 }
 
-/// How a CGI request ended, for the caller's access log and connection loop.
+/// How [`serve`] answered, for the caller's access log and connection loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    pub status: u16,
+    /// Body bytes sent, when there was a body and they could be counted.
+    pub bytes: Option<u64>,
+    /// May the connection carry another request?
+    pub keep_alive: bool,
+}
+
+/// How one run of one script ended ([`run_script`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// A response was written (the script's, or our 502/504).
@@ -150,49 +169,38 @@ pub fn resolve(url_path: &str, prefix: &str, cgi_dir: &Path) -> Result<ScriptTar
 }
 // ANCHOR_END: resolve
 
-/// Collect a request's whole body from a blocking stream, before the script
-/// starts: the script is told CONTENT_LENGTH up front (RFC 3875 §4.2), so a
-/// chunked body must be decoded to the end first. `buf` holds what was read
-/// past the head; what follows the body stays in it (the next request).
-///
-/// `send_continue`: answer `Expect: 100-continue` (RFC 9110 §10.1.1) with
-/// the interim `100 Continue`, since we always want the body. The client
-/// (curl, for large uploads) otherwise waits about a second before sending.
-/// Only an HTTP/1.1 server may send it; the caller knows which it is.
+/// Rung 4's way to collect a body, until it drives a
+/// [`Connection`]: the caller's socket and buffer, lent to one for the call.
+/// `send_continue`: answer `Expect: 100-continue` (only an HTTP/1.1 server
+/// may). The read timeout set on `stream` bounds the whole body.
 pub fn read_body(
-    stream: &mut (impl Read + Write),
+    stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     request: &Request,
     limits: &Limits,
     send_continue: bool,
 ) -> io::Result<Result<Vec<u8>, Rejection>> {
-    let framing = match request.body_framing(limits) {
-        Ok(framing) => framing,
-        Err(rejection) => return Ok(Err(rejection)),
+    let protocol = if send_continue {
+        Version::Http11
+    } else {
+        Version::Http10
     };
-    let mut decoder = BodyDecoder::new(framing, limits);
-    let expects = request
-        .header("expect")
-        .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"));
-    if expects && send_continue && !decoder.is_done() {
-        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-    }
-    // The decoder is sans I/O (lesson 02): we hand it whatever arrived, it
-    // appends payload to `body` and says how much of `buf` it used.
-    let mut body = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        match decoder.feed(buf, &mut body) {
-            Ok(used) => drop(buf.drain(..used)),
-            Err(rejection) => return Ok(Err(rejection)),
-        }
-        if decoder.is_done() {
-            return Ok(Ok(body));
-        }
-        match stream.read(&mut chunk)? {
-            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            n => buf.extend_from_slice(&chunk[..n]),
-        }
+    let server = ServerInfo {
+        protocol,
+        software: None,
+    };
+    let deadline = stream.read_timeout()?.map(|t| Instant::now() + t);
+    let mut conn = Connection::new(stream.try_clone()?, stream.peer_addr()?, *limits)
+        .server(server)
+        .trace_io(false);
+    conn.swap_buffer(buf);
+    let got = conn.read_body(request, deadline);
+    conn.swap_buffer(buf);
+    match got? {
+        Got::Done(body) => Ok(Ok(body)),
+        Got::Rejected(rejection) => Ok(Err(rejection)),
+        Got::TimedOut => Err(io::ErrorKind::TimedOut.into()),
+        Got::Idle | Got::Closed(_) => Err(io::ErrorKind::UnexpectedEof.into()),
     }
 }
 
@@ -471,8 +479,11 @@ pub fn kill_running_scripts() {
 /// The header block of a CGI response (§6.3), checked.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ScriptHead {
-    /// `Status: 404 Not Found` → 404 (§6.3.3); the reason phrase is ours.
+    /// `Status: 404 Not Found` → 404 (§6.3.3).
     pub status: Option<u16>,
+    /// The reason phrase after the code, which §6.3.3 passes on to the
+    /// client: `Status: 299 Custom Thing` is sent as `299 Custom Thing`.
+    pub reason: Option<String>,
     /// `Location` (§6.3.2): a local path (`/…`) or a URL for the client.
     pub location: Option<String>,
     /// The script's own `Content-Length`, if it knows its body's size.
@@ -502,18 +513,20 @@ pub fn parse_response_head(head: &[u8]) -> Result<ScriptHead, &'static str> {
         }
         match name.to_ascii_lowercase().as_str() {
             "status" => {
-                let code = value.split(' ').next().and_then(|c| c.parse().ok());
-                parsed.status = Some(
-                    code.filter(|c| (200..=599).contains(c))
-                        .ok_or("bad Status")?,
-                );
+                let (code, reason) = value.split_once(' ').unwrap_or((value, ""));
+                let code = code.parse().ok().filter(|c| (200..=599).contains(c));
+                parsed.status = Some(code.ok_or("bad Status")?);
+                let reason = reason.trim_matches([' ', '\t']);
+                parsed.reason = (!reason.is_empty()).then(|| reason.to_string());
             }
             "location" if !value.is_empty() => parsed.location = Some(value.to_string()),
             "content-length" => {
                 parsed.content_length = Some(value.parse().map_err(|_| "bad Content-Length")?)
             }
-            // We frame the message and date it ourselves.
-            "connection" | "keep-alive" | "transfer-encoding" | "date" | "location" => {}
+            // We frame the message and date it ourselves, and the hop-by-hop
+            // fields (RFC 9110 §7.6.1) describe our connection, not the script's.
+            "connection" | "keep-alive" | "transfer-encoding" | "te" | "trailer" | "upgrade"
+            | "proxy-connection" | "date" | "location" => {}
             _ => parsed.headers.push((name.to_string(), value.to_string())),
         }
     }
@@ -527,18 +540,124 @@ pub fn parse_response_head(head: &[u8]) -> Result<ScriptHead, &'static str> {
     Ok(parsed)
 }
 
-// ANCHOR: run
-/// Run `script` for `request` and write the HTTP response to `out`.
+// ANCHOR: serve
+/// Answer `request` end to end: run the script `script_for` names, or answer
+/// with `other` a path that is no script (`Ok(None)`), or refuse what
+/// `script_for` refuses; and follow a script's local redirects.
 ///
-/// `keep_alive` is what the request allows. The result is `Err` only when the
+/// `body` is the request body, already read. `may_keep_alive`: the server
+/// is willing to keep the connection. The result is `Err` only when the
 /// client connection failed; a failing script is answered with 502 or 504.
+pub fn serve(
+    conn: &mut Connection,
+    request: &Request,
+    body: &[u8],
+    gateway: &Gateway,
+    may_keep_alive: bool,
+    script_for: impl Fn(&Request) -> Result<Option<ScriptTarget>, Rejection>,
+    other: impl FnOnce(&Request) -> Response,
+) -> io::Result<Served> {
+    let (mut request, mut body) = (Cow::Borrowed(request), body);
+    for _ in 0..=MAX_LOCAL_REDIRECTS {
+        let script = match script_for(&request) {
+            Ok(Some(script)) => script,
+            Ok(None) => return answer(conn, &request, other(&request), may_keep_alive),
+            Err(rejection) => return answer(conn, &request, rejection.to_response(), false),
+        };
+        match run_script(conn, &request, body, &script, gateway, may_keep_alive)? {
+            Outcome::Responded {
+                status,
+                bytes,
+                keep_alive,
+            } => {
+                let bytes = Some(bytes);
+                return Ok(Served {
+                    status,
+                    bytes,
+                    keep_alive,
+                });
+            }
+            // The script named another local URL: serve that instead. The
+            // client sees only the final answer, the access log the request
+            // line it sent.
+            Outcome::LocalRedirect(location) => {
+                trace!("local redirect -> GET {location}");
+                request = Cow::Owned(redirected(&request, &location));
+                body = &[];
+            }
+        }
+    }
+    let loop_error = Response::error(500, "too many local redirects");
+    answer(conn, &request, loop_error, false)
+}
+// ANCHOR_END: serve
+
+/// Send a response that is not a script's.
+fn answer(
+    conn: &mut Connection,
+    request: &Request,
+    response: Response,
+    may_keep_alive: bool,
+) -> io::Result<Served> {
+    let (status, len) = (response.status, response.body_len());
+    let plan = conn.respond(Some(request), response, may_keep_alive)?;
+    let bytes = len.filter(|_| plan.send_body);
+    let keep_alive = plan.keep_alive;
+    Ok(Served {
+        status,
+        bytes,
+        keep_alive,
+    })
+}
+
+// ANCHOR: redirected
+/// The request a local redirect turns into (RFC 3875 §6.2.2): a GET of
+/// `location` with the client's headers, minus those that described the old
+/// body, and without the body. A HEAD stays a HEAD: the client still wants
+/// no body.
+pub fn redirected(request: &Request, location: &str) -> Request {
+    // The client's own headers (Host, Cookie, User-Agent) still describe
+    // the client, so they stay: the next script sees them as HTTP_*.
+    let mut next = request.clone();
+    next.method = if request.is_head() { "HEAD" } else { "GET" }.into();
+    next.target = Target::parse("GET", location).expect("a local redirect is a /path");
+    let body_headers = [
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "expect",
+    ];
+    next.headers
+        .retain(|h| !body_headers.contains(&h.name.to_ascii_lowercase().as_str()));
+    next
+}
+// ANCHOR_END: redirected
+
+/// Rung 4's way to run a script, until it calls [`serve`]: the response is
+/// written to `out` as an HTTP/1.1 server without a `Server` header would.
 pub fn run(
     request: &Request,
     body: &[u8],
     script: &ScriptTarget,
     gateway: &Gateway,
     keep_alive: bool,
-    out: &mut impl Write,
+    out: &mut TcpStream,
+) -> io::Result<Outcome> {
+    let mut conn =
+        Connection::new(out.try_clone()?, gateway.peer, Limits::default()).trace_io(false);
+    run_script(&mut conn, request, body, script, gateway, keep_alive)
+}
+
+// ANCHOR: run
+/// Run `script` once for `request` and write the HTTP response to `conn`,
+/// unless the script answers with a local redirect.
+pub fn run_script(
+    conn: &mut Connection,
+    request: &Request,
+    body: &[u8],
+    script: &ScriptTarget,
+    gateway: &Gateway,
+    may_keep_alive: bool,
 ) -> io::Result<Outcome> {
     let body_len = (!body.is_empty()).then_some(body.len() as u64);
     let env = meta_variables(request, body_len, script, gateway);
@@ -550,7 +669,7 @@ pub fn run(
                 gateway.log_tag,
                 script.path.display()
             );
-            return respond_error(out, 502, "the script could not be started");
+            return respond_error(conn, request, 502, "the script could not be started");
         }
     };
     let nph = script
@@ -559,7 +678,7 @@ pub fn run(
         .next()
         .is_some_and(|n| n.starts_with("nph-"));
     if nph {
-        return pass_through(&mut child, out);
+        return pass_through(&mut child, request, conn);
     }
     let (head, rest) = match read_head(&mut child)? {
         Ok(parts) => parts,
@@ -573,7 +692,7 @@ pub fn run(
             let exit = describe(child.reap()?);
             let (tag, name) = (gateway.log_tag, &script.script_name);
             eprintln!("[{tag}] cgi: {name}: {why} ({exit})");
-            return respond_error(out, status, detail);
+            return respond_error(conn, request, status, detail);
         }
     };
     if let (Some(location), None) = (&head.location, head.status) {
@@ -588,7 +707,7 @@ pub fn run(
             return Ok(Outcome::LocalRedirect(location.clone()));
         }
     }
-    relay(&mut child, head, rest, request, keep_alive, out)
+    relay(&mut child, head, rest, request, conn, may_keep_alive)
 }
 // ANCHOR_END: run
 
@@ -639,81 +758,56 @@ fn read_head(child: &mut Script) -> io::Result<Result<(ScriptHead, Vec<u8>), Fai
 }
 
 // ANCHOR: relay
-/// Send our status line and the script's headers, then stream its body:
-/// with its Content-Length if it gave one, else chunked (HTTP/1.1) or
-/// until close (HTTP/1.0). Never the whole body in memory.
+/// Send our status line and the script's headers, then stream its body as
+/// it comes, framed as `Response::plan` says: with the script's
+/// Content-Length if it gave one, else chunked (HTTP/1.1) or until close
+/// (HTTP/1.0). Never the whole body in memory.
 fn relay(
     child: &mut Script,
     head: ScriptHead,
     first: Vec<u8>,
     request: &Request,
-    keep_alive: bool,
-    out: &mut impl Write,
+    conn: &mut Connection,
+    may_keep_alive: bool,
 ) -> io::Result<Outcome> {
     let status = head
         .status
         .unwrap_or(if head.location.is_some() { 302 } else { 200 });
-    let mut response = ResponseHead::new(status);
+    let mut response = Response::new(status).body(Body::Stream {
+        len: head.content_length,
+    });
+    response.reason = head.reason; // §6.3.3: the script's phrase, if it gave one
     response.headers = head.headers;
     if let Some(location) = head.location {
         response.headers.push(("Location".into(), location));
     }
-    let no_body = request.method == "HEAD" || status == 204 || status == 304;
-    // ANCHOR: framing
-    let framing = match head.content_length {
-        _ if status == 204 || status == 304 => Framing::NoBody,
-        Some(n) => Framing::Length(n),
-        None if request.version == crate::http::Version::Http11 => Framing::Chunked,
-        None => Framing::UntilClose,
-    };
-    // ANCHOR_END: framing
-    let mut keep_alive = keep_alive && framing != Framing::UntilClose;
-    out.write_all(&response.render(framing, keep_alive))?;
-    let mut sent = 0u64;
-    let mut pending = first;
+    let plan = conn.respond(Some(request), response, may_keep_alive)?;
+    conn.send_chunk(&plan, &first)?;
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
-        if !no_body && !pending.is_empty() {
-            let allowed = match framing {
-                Framing::Length(n) => pending.len().min((n - sent) as usize),
-                _ => pending.len(),
-            };
-            let mut framed = Vec::with_capacity(allowed + 16);
-            match framing {
-                Framing::Chunked => crate::http::write_chunk(&mut framed, &pending[..allowed]),
-                _ => framed.extend_from_slice(&pending[..allowed]),
-            }
-            out.write_all(&framed)?;
-            sent += allowed as u64;
-        }
-        pending.clear();
         match child.read(&mut chunk)? {
             Some(0) => break,
-            Some(n) => pending.extend_from_slice(&chunk[..n]),
+            Some(n) => conn.send_chunk(&plan, &chunk[..n])?,
             None => {
                 // Too late for a 504: the head is out. Cut the connection, so
                 // the client sees a truncated body rather than a complete one.
                 child.kill_group();
                 child.reap()?;
+                let bytes = conn.sent();
                 return Ok(Outcome::Responded {
                     status,
-                    bytes: sent,
+                    bytes,
                     keep_alive: false,
                 });
             }
         }
     }
-    if framing == Framing::Chunked && !no_body {
-        out.write_all(LAST_CHUNK)?;
-    }
-    if let Framing::Length(n) = framing {
-        keep_alive &= no_body || sent == n; // a short body leaves the client waiting
-    }
-    out.flush()?;
+    let keep_alive = conn.end_body(&plan)?;
     child.reap()?;
+    let bytes = conn.sent();
     Ok(Outcome::Responded {
         status,
-        bytes: sent,
+        bytes,
         keep_alive,
     })
 }
@@ -721,14 +815,21 @@ fn relay(
 
 /// `nph-` ("non-parsed headers", §5) scripts write the whole HTTP response
 /// themselves; the server copies it untouched and closes the connection.
-fn pass_through(child: &mut Script, out: &mut impl Write) -> io::Result<Outcome> {
+fn pass_through(
+    child: &mut Script,
+    request: &Request,
+    conn: &mut Connection,
+) -> io::Result<Outcome> {
     let mut chunk = [0u8; 16 * 1024];
     let (mut sent, mut status) = (0u64, 200);
     loop {
         let n = match child.read(&mut chunk)? {
             Some(0) => break,
             Some(n) => n,
-            None if sent == 0 => return respond_error(out, 504, "the script timed out"),
+            None if sent == 0 => {
+                child.kill_group();
+                return respond_error(conn, request, 504, "the script timed out");
+            }
             None => break, // the reap below kills it; the client sees the close
         };
         if sent == 0 {
@@ -736,10 +837,9 @@ fn pass_through(child: &mut Script, out: &mut impl Write) -> io::Result<Outcome>
             let line = String::from_utf8_lossy(&chunk[..n.min(16)]).into_owned();
             status = line.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(200);
         }
-        out.write_all(&chunk[..n])?;
+        conn.write_raw(&chunk[..n])?;
         sent += n as u64;
     }
-    out.flush()?;
     child.reap()?;
     Ok(Outcome::Responded {
         status,
@@ -748,10 +848,16 @@ fn pass_through(child: &mut Script, out: &mut impl Write) -> io::Result<Outcome>
     })
 }
 
-fn respond_error(out: &mut impl Write, status: u16, detail: &str) -> io::Result<Outcome> {
-    let response = error_response(status, detail);
-    out.write_all(&response)?;
-    let bytes = (detail.len() + 7 + crate::http::reason(status).len()) as u64;
+/// Our own error page, sent before the script's head went out.
+fn respond_error(
+    conn: &mut Connection,
+    request: &Request,
+    status: u16,
+    detail: &str,
+) -> io::Result<Outcome> {
+    let response = Response::error(status, detail);
+    let bytes = response.body_len().unwrap_or(0);
+    conn.respond(Some(request), response, false)?;
     Ok(Outcome::Responded {
         status,
         bytes,
@@ -865,6 +971,20 @@ mod tests {
                 .map(|h| (h.status, h.location.clone(), h.headers.len()));
             let expected = expected.map(|(s, l, n)| (s, l.map(String::from), n));
             assert_eq!(got, expected, "{head:?}");
+        }
+    }
+
+    #[test]
+    fn a_status_keeps_its_reason_phrase() {
+        let cases = [
+            ("Status: 299 Custom Thing\n\n", 299, Some("Custom Thing")),
+            ("Status: 404\n\n", 404, None),
+            ("Status: 502 \n\n", 502, None),
+        ];
+        for (head, status, reason) in cases {
+            let parsed = parse_response_head(head.as_bytes()).unwrap();
+            assert_eq!(parsed.status, Some(status), "{head:?}");
+            assert_eq!(parsed.reason.as_deref(), reason, "{head:?}");
         }
     }
 

@@ -11,6 +11,7 @@
 //! | [`shutdown`] | 01 (not taught) | clean exit on Ctrl-C and SIGTERM |
 //! | [`http`] | 02 | HTTP/1.1 without I/O: parse, frame, render |
 //! | [`log`] | 02 | the access log in `http.server`'s format |
+//! | [`connection`] | 02 | one connection driven with blocking calls: read, respond, refuse, close |
 //! | [`cgi`] | 03 | CGI/1.1: a request as a program's environment and stdin |
 //! | [`static_files`] | 04 | serving a directory as `python3 -m http.server` does |
 
@@ -18,6 +19,7 @@
 
 pub mod cgi;
 pub mod cli;
+pub mod connection;
 pub mod http;
 pub mod log;
 pub mod shutdown;

@@ -231,6 +231,47 @@ fn expect_100_continue_gets_a_go_ahead() {
     );
 }
 
+/// Pins absolute-form (RFC 9112 §3.2.2: a server MUST accept it, though
+/// only proxies are sent it): the page names the target as sent.
+#[test]
+fn absolute_form_is_answered() {
+    let server = start(&[]);
+    let mut stream = server.connect().unwrap();
+    let response = exchange(
+        &mut stream,
+        b"GET http://example.com/hello HTTP/1.1\r\nHost: example.com\r\n\r\n",
+    )
+    .unwrap();
+    let text = redact_date(&response);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text:?}");
+    assert!(
+        text.contains("You asked for GET http://example.com/hello"),
+        "{text:?}"
+    );
+}
+
+/// Pins RFC 9112 §6.1: a transfer coding we cannot undo (gzip, under the
+/// chunking) is 501, and the connection closes, the body unread.
+#[test]
+fn a_coding_other_than_chunked_gets_501_and_close() {
+    let server = start(&[]);
+    let mut stream = server.connect().unwrap();
+    let response = exchange(
+        &mut stream,
+        b"POST /form HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+          3\r\nabc\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    let text = redact_date(&response);
+    assert!(
+        text.starts_with("HTTP/1.1 501 Not Implemented\r\n"),
+        "{text:?}"
+    );
+    assert!(text.contains("\r\nConnection: close\r\n\r\n"), "{text:?}");
+    drop(stream);
+    assert_still_serving(&server);
+}
+
 /// Pins: the path is the client's text and is HTML-escaped in the page.
 #[test]
 fn the_path_is_escaped_in_the_page() {

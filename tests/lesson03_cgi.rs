@@ -315,6 +315,76 @@ fn local_redirect_on_a_kept_alive_connection() {
     }
 }
 
+/// Pins RFC 3875 §6.2.2: a local redirect in answer to a POST is served as
+/// a GET without the body, and without the variables that described it.
+#[test]
+fn a_redirected_post_becomes_a_get_without_the_body() {
+    let server = fixture_server(&[]);
+    let response = request(
+        &server,
+        "POST /cgi-bin/redirect-post.sh HTTP/1.1\r\nHost: h\r\nContent-Type: \
+         application/x-www-form-urlencoded\r\nContent-Length: 8\r\nConnection: close\r\n\r\nname=Ada",
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(text(&response), "GET CONTENT_LENGTH=unset stdin=\n");
+    // The same script, asked directly, does see the POST and its body.
+    let direct = request(
+        &server,
+        "POST /cgi-bin/show-method.sh HTTP/1.1\r\nHost: h\r\nContent-Length: 8\r\n\
+         Connection: close\r\n\r\nname=Ada",
+    );
+    assert_eq!(text(&direct), "POST CONTENT_LENGTH=8 stdin=name=Ada\n");
+}
+
+/// Pins RFC 3875 §6.3.3: the script's reason phrase reaches the status
+/// line; its hop-by-hop headers do not reach the client.
+#[test]
+fn a_custom_status_keeps_its_reason_phrase() {
+    let server = fixture_server(&[]);
+    let response = get(&server, "/cgi-bin/custom-status.sh");
+    assert!(
+        response.head.starts_with("HTTP/1.1 299 Custom Thing\r\n"),
+        "{}",
+        response.head
+    );
+    assert_eq!(response.header("x-kept"), Some("yes"));
+    assert!(response.header("upgrade").is_none(), "{}", response.head);
+    assert_eq!(response.header("connection"), Some("close"));
+    assert_eq!(text(&response), "fine\n");
+}
+
+/// Pins HEAD on a script without Content-Length: the head of the GET, no
+/// body and no chunk, and the connection carries the next request.
+#[test]
+fn head_on_a_script_sends_no_body() {
+    let server = fixture_server(&[]);
+    let mut stream = server.connect().unwrap();
+    let mut leftover = Vec::new();
+    stream
+        .write_all(b"HEAD /cgi-bin/show-method.sh HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    let head = read_response(&mut stream, &mut leftover, true).unwrap();
+    assert_eq!(head.status, 200);
+    assert!(head.header("transfer-encoding").is_none(), "{}", head.head);
+    stream
+        .write_all(b"GET /cgi-bin/with-length.sh HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    let next = read_response(&mut stream, &mut leftover, false).unwrap();
+    assert_eq!((next.status, next.body.as_slice()), (200, &b"exact\n"[..]));
+}
+
+/// Pins absolute-form (RFC 9112 §3.2.2) for a script and a static file.
+#[test]
+fn absolute_form_is_answered() {
+    let server = fixture_server(&[]);
+    let script = get(&server, "http://example.com/cgi-bin/with-length.sh");
+    assert_eq!(
+        (script.status, script.body.as_slice()),
+        (200, &b"exact\n"[..])
+    );
+    assert_eq!(get(&server, "http://example.com/note.txt").status, 200);
+}
+
 /// nph- scripts write the whole response; it passes through byte for byte.
 #[test]
 fn nph_output_passes_through() {

@@ -2,17 +2,16 @@
 //! flaw is switched on. One request per connection; enough for the grader,
 //! which always closes after one answer.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use ladder::cgi::{self, Gateway, Outcome};
-use ladder::http::{
-    self, Body, BodyDecoder, Limits, Parsed, Rejection, Request, Response, ServerInfo,
-};
+use ladder::connection::{Connection, Got};
+use ladder::http::{Body, Limits, Request, Response};
 
 /// The mistakes a decoy makes; each one is what a grader stage must catch.
 #[derive(Default)]
@@ -76,47 +75,23 @@ fn run(args: Args, flaws: Flaws) -> io::Result<()> {
 }
 
 fn serve(
-    mut stream: TcpStream,
+    stream: TcpStream,
     cgi_dir: &Path,
     root: &Path,
     timeout: Duration,
     flaws: &Flaws,
 ) -> io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let (peer, local) = (stream.peer_addr()?, stream.local_addr()?);
-    let limits = Limits::default();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let (mut request, consumed) = loop {
-        match http::parse_request(&buf, &limits) {
-            Ok(Parsed::Complete { request, consumed }) => break (request, consumed),
-            Ok(Parsed::Partial) => {}
-            Err(rejection) => return send(&mut stream, rejection.to_response()),
-        }
-        match stream.read(&mut chunk)? {
-            0 => return Ok(()),
-            n => buf.extend_from_slice(&chunk[..n]),
-        }
+    let mut conn = Connection::new(stream, peer, Limits::default());
+    let deadline = Some(Instant::now() + Duration::from_secs(30));
+    let request = match conn.read_request(deadline)? {
+        Got::Done(request) => request,
+        other => return conn.refuse(None, other),
     };
-    buf.drain(..consumed);
-    let framing = match request.body_framing(&limits) {
-        Ok(framing) => framing,
-        Err(rejection) => return send(&mut stream, rejection.to_response()),
+    let body = match conn.read_body(&request, deadline)? {
+        Got::Done(body) => body,
+        other => return conn.refuse(Some(&request), other),
     };
-    let mut decoder = BodyDecoder::new(framing, &limits);
-    let mut body = Vec::new();
-    while !decoder.is_done() {
-        match decoder.feed(&buf, &mut body) {
-            Ok(used) => drop(buf.drain(..used)),
-            Err(rejection) => return send(&mut stream, rejection.to_response()),
-        }
-        if !decoder.is_done() {
-            match stream.read(&mut chunk)? {
-                0 => return Ok(()),
-                n => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
     let (peer, local): (SocketAddr, SocketAddr) = if flaws.swapped_addresses {
         (local, peer)
     } else {
@@ -130,53 +105,46 @@ fn serve(
         timeout,
         log_tag: "decoy",
     };
-    for _ in 0..=5 {
-        let path = request.path().to_string();
-        if !path.starts_with("/cgi-bin/") {
-            return serve_static(&mut stream, root, &path);
+    let script_for = |request: &Request| {
+        if !request.path().starts_with("/cgi-bin/") {
+            return Ok(None);
         }
-        let script = match request
+        request
             .check_method(&["GET", "HEAD", "POST"])
-            .and_then(|()| cgi::resolve(&path, "/cgi-bin", cgi_dir))
-        {
-            Ok(script) => script,
-            Err(rejection) => return send(&mut stream, rejection.to_response()),
-        };
-        match cgi::run(&request, &body, &script, &gateway, false, &mut stream)? {
-            Outcome::Responded { .. } => return Ok(()),
-            Outcome::LocalRedirect(location) if flaws.no_local_redirects => {
-                return send(&mut stream, Response::new(302).header("Location", location));
+            .and_then(|()| cgi::resolve(request.path(), "/cgi-bin", cgi_dir))
+            .map(Some)
+    };
+    if flaws.no_local_redirects {
+        // One run of the script, and its local redirect handed to the client.
+        if let Ok(Some(script)) = script_for(&request) {
+            let outcome = cgi::run_script(&mut conn, &request, &body, &script, &gateway, false)?;
+            if let Outcome::LocalRedirect(location) = outcome {
+                let redirect = Response::new(302).header("Location", location);
+                conn.respond(Some(&request), redirect, false)?;
             }
-            Outcome::LocalRedirect(location) => {
-                request = Request {
-                    method: "GET".into(),
-                    target: ladder::http::Target::parse("GET", &location)
-                        .expect("ladder::cgi redirects locally only to a /path"),
-                    ..request
-                };
-                body.clear();
-            }
+            return Ok(());
         }
     }
-    send(
-        &mut stream,
-        Rejection::new(500, "too many local redirects").to_response(),
+    let static_file = |request: &Request| serve_static(root, request.path());
+    cgi::serve(
+        &mut conn,
+        &request,
+        &body,
+        &gateway,
+        false,
+        script_for,
+        static_file,
     )
+    .map(drop)
 }
 
-fn serve_static(stream: &mut TcpStream, root: &Path, path: &str) -> io::Result<()> {
+fn serve_static(root: &Path, path: &str) -> Response {
     let file = root.join(path.trim_start_matches('/'));
     let inside = file
         .canonicalize()
         .is_ok_and(|real| real.starts_with(root) && real.is_file());
     match std::fs::read(&file) {
-        Ok(bytes) if inside => send(stream, Response::new(200).body(Body::Bytes(bytes))),
-        _ => send(stream, Response::error(404, "no such file")),
+        Ok(bytes) if inside => Response::new(200).body(Body::Bytes(bytes)),
+        _ => Response::error(404, "no such file"),
     }
-}
-
-/// Send a whole response; one request per connection, so `Connection: close`.
-fn send(stream: &mut TcpStream, mut response: Response) -> io::Result<()> {
-    let (_, bytes) = response.render(None, &ServerInfo::PLAIN, false);
-    stream.write_all(&bytes)
 }

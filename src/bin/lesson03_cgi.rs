@@ -6,10 +6,12 @@
 //! `/cgi-bin/NAME` starts the program `NAME` with the request written into
 //! its environment and stdin, and relays what it prints as the response.
 //! The protocol lives in `ladder::cgi` (`src/cgi.rs`, read it after `main`);
-//! this file is the server around it: a thread per connection, static files
-//! for every other path.
-//! From earlier lessons: request parsing, body decoding and response framing
-//! (`ladder::http`, 02); the access log (`ladder::log`, 02).
+//! this file is the server around it: a thread per connection, which paths
+//! are scripts, static files for every other path.
+//! From earlier lessons: the blocking connection (`ladder::connection`, 02:
+//! read a request before a deadline, read its body, respond, refuse);
+//! request parsing and response framing (`ladder::http`, 02); the access
+//! log (`ladder::log`, 02).
 //! Crates used: clap, nix (through `ladder::cgi`: poll, killpg), httparse
 //! (through `ladder::http`).
 //!
@@ -19,33 +21,34 @@
 //! same with `--trace` to watch each fork+exec+waitpid.
 //!
 //! Reading order: `main` → `run` → `serve_connection` → `answer` →
-//! `ladder::cgi::run` → `serve_static`.
+//! `ladder::cgi::serve` → `serve_static`.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ladder::cgi::{self, Gateway, Outcome};
+use ladder::cgi::{self, Gateway};
 use ladder::cli::ListenArgs;
-use ladder::http::{self, Framing, Limits, Parsed, Rejection, Request, ResponseHead, Target};
+use ladder::connection::{Connection, Got};
+use ladder::http::{Body, Limits, Request, Response};
 use ladder::trace;
 
 /// A client must send a whole request head within this time, and an idle
 /// keep-alive connection is closed after it. In production, 5 to 60 seconds.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A script may answer `Location: /other/path`; we serve that path instead.
-/// Two scripts redirecting to each other must not loop for ever.
-const MAX_LOCAL_REDIRECTS: usize = 5;
-
 /// Where CGI scripts are found in the URL space (Python's default too).
 const CGI_PREFIX: &str = "/cgi-bin";
+
+/// RFC 3875 lets a script handle any method; we pass on the three a browser
+/// sends and answer the rest with 501, as Python does.
+const METHODS: &[&str] = &["GET", "HEAD", "POST"];
 
 /// Lesson 03: a CGI runner (RFC 3875). /cgi-bin/NAME runs a script; other paths are static files.
 #[derive(Parser)]
@@ -175,43 +178,38 @@ fn absolute(dir: &Path, flag: &str) -> io::Result<PathBuf> {
 
 /// Requests on one connection, one after another (keep-alive), until the
 /// client closes, stays silent past [`HEAD_TIMEOUT`], or a response must end it.
-fn serve_connection(mut stream: TcpStream, site: &Site) -> io::Result<()> {
+fn serve_connection(stream: TcpStream, site: &Site) -> io::Result<()> {
     let (peer, local) = (stream.peer_addr()?, stream.local_addr()?);
     trace!("accept -> {peer} on a new thread");
-    stream.set_read_timeout(Some(HEAD_TIMEOUT))?;
-    // And a client that stops reading must not hold a script (and this
-    // thread) for ever: a write that makes no progress for this long fails,
-    // and the script is killed and reaped on the way out.
+    // A client that stops reading must not hold a script (and this thread)
+    // for ever: a write that makes no progress for this long fails, and
+    // the script is killed and reaped on the way out.
     stream.set_write_timeout(Some(HEAD_TIMEOUT))?;
     // TCP_NODELAY: a response goes out in several writes (our head, then
     // the script's output as it comes). With Nagle's algorithm on, the
     // second small write waits for the client's ACK of the first, which the
     // client delays by up to 40 ms: every response would take 40 ms.
     stream.set_nodelay(true)?;
-    let limits = Limits::default();
-    // Bytes read but not yet used: a partial head, or the start of a body or
-    // of the next pipelined request.
-    let mut buf = Vec::new();
+    // Lesson 02's connection; its reads and writes stay out of `--trace`,
+    // which here tells the story of each script's process.
+    let mut conn = Connection::new(stream, peer, Limits::default()).trace_io(false);
+    let gateway = gateway(peer, local, site);
     loop {
-        let request = match read_request(&mut stream, &mut buf, &limits)? {
-            None => return Ok(()), // the client closed, or went quiet
-            Some(Ok(request)) => request,
-            Some(Err(rejection)) => return refuse(&mut stream, peer, "-", &rejection),
+        let deadline = Some(Instant::now() + HEAD_TIMEOUT);
+        let request = match conn.read_request(deadline)? {
+            Got::Done(request) => request,
+            other => return conn.refuse(None, other), // quiet if idle or gone
         };
-        let body = match cgi::read_body(
-            &mut stream,
-            &mut buf,
-            &request,
-            &limits,
-            request.version == http::Version::Http11,
-        )? {
-            Ok(body) => body,
-            Err(rejection) => {
-                return refuse(&mut stream, peer, &request.request_line(), &rejection);
-            }
+        // The whole body before the script starts: it is told CONTENT_LENGTH.
+        let body = match request.check_method(METHODS) {
+            Ok(()) => conn.read_body(&request, deadline)?,
+            Err(rejection) => Got::Rejected(rejection),
         };
-        let gateway = gateway(peer, local, site);
-        if !answer(&mut stream, request, body, site, &gateway)? {
+        let body = match body {
+            Got::Done(body) => body,
+            other => return conn.refuse(Some(&request), other),
+        };
+        if !answer(&mut conn, &request, &body, site, &gateway)? {
             return Ok(());
         }
     }
@@ -232,148 +230,58 @@ fn gateway(peer: SocketAddr, local: SocketAddr, site: &Site) -> Gateway {
     // ANCHOR_END: gateway
 }
 
-/// Read until `buf` holds a whole request head; take it out of `buf`.
-/// `None`: the connection ended (or idled out) between requests.
-fn read_request(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    limits: &Limits,
-) -> io::Result<Option<Result<Request, Rejection>>> {
-    let mut chunk = [0u8; 8192];
-    loop {
-        // Lesson 02's loop: parse what we have; `Partial` means read more
-        // and parse again from the start. Pipelined requests may already
-        // be waiting in `buf`, so parse before the first read.
-        match http::parse_request(buf, limits) {
-            Ok(Parsed::Complete { request, consumed }) => {
-                buf.drain(..consumed);
-                return Ok(Some(Ok(request)));
-            }
-            Ok(Parsed::Partial) => {}
-            Err(rejection) => return Ok(Some(Err(rejection))),
-        }
-        // Between requests, EOF or a silent client ends the connection
-        // quietly; a half-sent head that stops is dropped the same way.
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(None),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(err) if is_timeout(&err) => return Ok(None),
-            Err(err) => return Err(err),
-        }
-    }
-}
-
 // ANCHOR: dispatch
 /// Answer one request; `Ok(true)` if the connection may carry another.
-/// A script's local redirect (`Location: /path`, RFC 3875 §6.2.2) comes
-/// back here as a fresh GET for that path, never seen by the client.
+/// `ladder::cgi::serve` runs the script `script_for` finds, or answers with
+/// a static file a path that names none. A script's local redirect
+/// (`Location: /path`, RFC 3875 §6.2.2) comes back to `script_for` as a
+/// GET for that path, never seen by the client.
 fn answer(
-    stream: &mut TcpStream,
-    mut request: Request,
-    mut body: Vec<u8>,
+    conn: &mut Connection,
+    request: &Request,
+    body: &[u8],
     site: &Site,
     gateway: &Gateway,
 ) -> io::Result<bool> {
-    let request_line = request.request_line();
-    for _ in 0..=MAX_LOCAL_REDIRECTS {
-        // HTTP/1.1 keeps the connection open unless the client said
-        // `Connection: close`; a response may still have to close it.
-        let keep_alive = request.keep_alive();
-        // Owned, because `request` is replaced by a local redirect below.
-        let path = request.path().to_string();
+    let script_for = |request: &Request| {
+        let path = request.path();
         if !path.starts_with(&format!("{CGI_PREFIX}/")) {
-            let (status, size, keep_alive) =
-                serve_static(stream, &request, &site.directory, keep_alive)?;
-            ladder::log::access(gateway.peer, &request_line, status, size);
-            return Ok(keep_alive);
+            return Ok(None); // not a script: a static file
         }
-        // RFC 3875 lets a script handle any method; we pass on the three a
-        // browser sends and answer the rest with 501, as Python does.
-        let script = match request
-            .check_method(&["GET", "HEAD", "POST"])
-            .and_then(|()| cgi::resolve(&path, CGI_PREFIX, &site.cgi_dir))
-        {
-            Ok(script) => script,
-            Err(rejection) => {
-                return refuse(stream, gateway.peer, &request_line, &rejection).map(|()| false);
-            }
-        };
-        match cgi::run(&request, &body, &script, gateway, keep_alive, stream)? {
-            Outcome::Responded {
-                status,
-                bytes,
-                keep_alive,
-            } => {
-                ladder::log::access(gateway.peer, &request_line, status, Some(bytes));
-                return Ok(keep_alive);
-            }
-            // The script named another local URL. Serve that instead, as a
-            // GET with no body (RFC 3875 §6.2.2): the client sees only the
-            // final answer, and the access log the original request line.
-            Outcome::LocalRedirect(location) => {
-                trace!("local redirect -> GET {location}");
-                request = redirected(&request, &location);
-                body.clear();
-            }
-        }
-    }
-    let loop_error = Rejection::new(500, "too many local redirects");
-    refuse(stream, gateway.peer, &request_line, &loop_error).map(|()| false)
+        cgi::resolve(path, CGI_PREFIX, &site.cgi_dir).map(Some)
+    };
+    let static_file = |request: &Request| serve_static(request, &site.directory);
+    // HTTP/1.1 keeps the connection open unless the client said
+    // `Connection: close`; `true`: we are willing.
+    let served = cgi::serve(conn, request, body, gateway, true, script_for, static_file)?;
+    // The access log shows the request line the client sent, redirects or not.
+    let line = request.request_line();
+    ladder::log::access(gateway.peer, &line, served.status, served.bytes);
+    Ok(served.keep_alive)
 }
 // ANCHOR_END: dispatch
 
-/// The request a local redirect turns into: a GET of `location` with the
-/// same headers, minus those that described the old body.
-fn redirected(request: &Request, location: &str) -> Request {
-    // The client's own headers (Host, Cookie, User-Agent) still describe
-    // the client, so they stay: the next script sees them as HTTP_*.
-    let mut next = request.clone();
-    next.method = "GET".into();
-    next.target =
-        Target::parse("GET", location).expect("ladder::cgi redirects locally only to a /path");
-    let body_headers = [
-        "content-length",
-        "content-type",
-        "transfer-encoding",
-        "expect",
-    ];
-    next.headers
-        .retain(|h| !body_headers.contains(&h.name.to_ascii_lowercase().as_str()));
-    next
-}
-
 /// Serve a regular file under `root`, GET and HEAD only. Deliberately
 /// minimal: no listings, no ranges, no caching; lesson 04 is the real
-/// static server. Returns (status, body size, keep-alive).
-fn serve_static(
-    stream: &mut TcpStream,
-    request: &Request,
-    root: &Path,
-    keep_alive: bool,
-) -> io::Result<(u16, Option<u64>, bool)> {
+/// static server.
+fn serve_static(request: &Request, root: &Path) -> Response {
     if let Err(rejection) = request.check_method(&["GET", "HEAD"]) {
-        stream.write_all(&rejection.response())?;
-        return Ok((rejection.status, None, false));
+        return rejection.to_response();
     }
     // One answer, 404, for "missing", "a directory without index.html" and
     // "outside the root": a client learns nothing about what is where.
-    let Some(mut file) = open_static(root, request.path()) else {
-        stream.write_all(&http::error_response(404, "no such file"))?;
-        return Ok((404, None, false));
+    let Some(file) = open_static(root, request.path()) else {
+        return Response::error(404, "no such file");
     };
     // The length comes from the open file, not the path, so it describes
     // exactly what we are about to send.
-    let size = file.metadata()?.len();
-    let head = ResponseHead::new(200).header("Content-Type", content_type(request.path()));
-    stream.write_all(&head.render(Framing::Length(size), keep_alive))?;
-    // HEAD gets the same head, with the length of the body it does not get.
-    if request.method == "GET" {
-        // Streamed in pieces by io::copy; a file can change size while we
-        // send it, so only keep the connection if the count came out right.
-        let sent = io::copy(&mut Read::by_ref(&mut file).take(size), stream)?;
-        return Ok((200, Some(sent), keep_alive && sent == size));
-    }
-    Ok((200, None, keep_alive))
+    let Ok(meta) = file.metadata() else {
+        return Response::error(500, "the file cannot be read");
+    };
+    let len = meta.len();
+    Response::new(200)
+        .header("Content-Type", content_type(request.path()))
+        .body(Body::File { file, len })
 }
 
 /// The file for a URL path, if it is a regular file inside `root`. Each
@@ -417,29 +325,4 @@ fn content_type(path: &str) -> &'static str {
         "jpg" | "jpeg" => "image/jpeg",
         _ => "application/octet-stream",
     }
-}
-
-/// Answer with an error status, log it, and end the connection (the error
-/// response says `Connection: close`). After a malformed request we cannot
-/// know where the next one would start, so closing is the only safe choice;
-/// for a plain 404 it is merely the simple one.
-fn refuse(
-    stream: &mut TcpStream,
-    peer: SocketAddr,
-    request_line: &str,
-    rejection: &Rejection,
-) -> io::Result<()> {
-    stream.write_all(&rejection.response())?;
-    ladder::log::access(peer, request_line, rejection.status, None);
-    Ok(())
-}
-
-/// A read timeout shows up as `WouldBlock` on Linux, `TimedOut` elsewhere.
-/// (`SO_RCVTIMEO` makes a blocking read(2) fail with `EAGAIN`, the same code
-/// a non-blocking socket returns; lesson 05 meets it again.)
-fn is_timeout(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }

@@ -24,41 +24,44 @@ pub const EXERCISE: Exercise = Exercise {
             name: "status_line_crlf",
             title: "every line of the response head ends in CRLF",
             hint: "RFC 9112 §2.1: lines end in \\r\\n, and an empty line ends the head; \
-                   ladder::http::ResponseHead::render writes them for you (see `respond`)",
+                   Connection::respond writes them for you (see `respond`)",
             run: status_line_crlf,
         },
         Stage {
             name: "content_length_exact",
             title: "Content-Length is present and equals the body's length in bytes",
-            hint: "frame the body: Framing::Length(body.len()) counts bytes, not characters",
+            hint: "send the page as a body in memory (Response::with_bytes): its plan \
+                   announces Content-Length, counted in bytes, not characters",
             run: content_length_exact,
         },
         Stage {
             name: "head_has_no_body",
             title: "HEAD / gets the head of GET /, and no body",
-            hint: "RFC 9110 §9.3.2: same status and headers as GET, but do not write the body",
+            hint: "RFC 9110 §9.3.2: same status and headers as GET, but no body; give \
+                   conn.respond the request, so that its plan knows it is a HEAD",
             run: head_has_no_body,
         },
         Stage {
             name: "bad_request_400",
             title: "a malformed request head gets 400 and the connection is closed",
-            hint: "parse_request returns Err(Rejection): answer rejection.response() and close \
-                   (see `reject`)",
+            hint: "read_request says Got::Rejected: hand it to `reject`, whose conn.refuse \
+                   answers it and closes",
             run: bad_request_400,
         },
         Stage {
             name: "header_too_large_431",
             title: "a 70 KiB request head gets 431",
-            hint: "keep reading while parse_request says Partial, but it refuses a head over \
-                   the limit; answer the Rejection, then close gracefully (shutdown, then read \
-                   what is left) so the answer is not lost to a RST",
+            hint: "read_request refuses a head over the limit (Got::Rejected, 431): `reject` \
+                   it; conn.refuse closes gracefully (shutdown, then read what is left) so the \
+                   answer is not lost to a RST",
             run: header_too_large_431,
         },
         Stage {
             name: "silent_client_dropped",
             title: "a client that sends nothing is dropped after --header-timeout",
-            hint: "one deadline for the whole head: set a read timeout of what is left until \
-                   the deadline before each read (see `read_head` and `read_more`)",
+            hint: "one deadline for the whole request: give read_request \
+                   Some(Instant::now() + header_timeout), and send Got::Idle and Got::TimedOut \
+                   to `reject`",
             run: silent_client_dropped,
         },
         Stage {
@@ -71,7 +74,8 @@ pub const EXERCISE: Exercise = Exercise {
         Stage {
             name: "no_fd_leak",
             title: "200 requests later, no descriptor is left open",
-            hint: "the TcpStream must be dropped (closed) when the response is written",
+            hint: "the Connection (and its TcpStream) must be dropped, which closes it, when \
+                   the response is written",
             run: no_fd_leak,
         },
         Stage {

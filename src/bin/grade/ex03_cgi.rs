@@ -22,14 +22,15 @@ pub const EXERCISE: Exercise = Exercise {
             name: "runs_a_script",
             title: "prints its URL, then GET /cgi-bin/with-length.sh runs the script: 200 `exact`",
             hint: "lessons/03-cgi.md, \"A thread per connection\" and \"From URL to script\": \
-                   accept, hand each connection to `serve_connection`, and in `answer` send \
-                   /cgi-bin/ paths to cgi::resolve and cgi::run",
+                   accept, hand each connection to `serve_connection`, and in `answer` let \
+                   `script_for` send /cgi-bin/ paths to cgi::resolve, then call cgi::serve",
             run: runs_a_script,
         },
         Stage {
             name: "request_variables",
             title: "printenv sees REQUEST_METHOD, SCRIPT_NAME, PATH_INFO and QUERY_STRING",
-            hint: "pass the request itself (its path, with the query) to cgi::resolve and cgi::run",
+            hint: "pass the request itself (its path, with the query) to cgi::resolve and \
+                   cgi::serve",
             run: request_variables,
         },
         Stage {
@@ -41,33 +42,37 @@ pub const EXERCISE: Exercise = Exercise {
         Stage {
             name: "post_body_on_stdin",
             title: "a POST body, plain and chunked, reaches the script's stdin",
-            hint: "read_body collects the body; give it to cgi::run unchanged",
+            hint: "Connection::read_body collects the body; give it to cgi::serve unchanged",
             run: post_body_on_stdin,
         },
         Stage {
             name: "local_redirect_followed",
             title: "`Location: /cgi-bin/with-length.sh` from a script is served in its place",
-            hint: "Outcome::LocalRedirect(path): serve `redirected(&request, &path)` instead, \
-                   without answering the client in between (RFC 3875 §6.2.2)",
+            hint: "cgi::serve follows a local redirect itself (RFC 3875 §6.2.2), asking \
+                   `script_for` about the new path: make every request go through cgi::serve, \
+                   and `script_for` answer for any path, not just the first request's",
             run: local_redirect_followed,
         },
         Stage {
             name: "redirect_loop_stopped",
             title: "a script redirecting to itself ends in 500, not a hang",
-            hint: "count local redirects; after MAX_LOCAL_REDIRECTS answer 500",
+            hint: "cgi::serve counts local redirects and answers 500 after \
+                   cgi::MAX_LOCAL_REDIRECTS: do not follow a redirect yourself",
             run: redirect_loop_stopped,
         },
         Stage {
             name: "static_files",
             title: "paths outside /cgi-bin/ are static files: 200 for a file, 404 otherwise",
-            hint: "anything not under CGI_PREFIX goes to serve_static",
+            hint: "`script_for` says Ok(None) for anything not under CGI_PREFIX, and the \
+                   other closure answers it with serve_static",
             run: static_files,
         },
         Stage {
             name: "refusals",
             title: "missing script 404, not executable 403, `..` 400, DELETE 501",
-            hint: "cgi::resolve and Request::check_method return Rejections: answer them with \
-                   `refuse`",
+            hint: "cgi::resolve and Request::check_method return Rejections: `script_for` \
+                   returns resolve's, cgi::serve answers it; a method is checked before the body \
+                   is read, and Connection::refuse answers it",
             run: refusals,
         },
         Stage {
@@ -79,7 +84,7 @@ pub const EXERCISE: Exercise = Exercise {
         Stage {
             name: "no_zombies",
             title: "after 100 script runs, the server has no zombie children",
-            hint: "cgi::run reaps every script; make sure each request goes through it",
+            hint: "cgi::serve reaps every script; make sure each request goes through it",
             run: no_zombies,
         },
         Stage {
