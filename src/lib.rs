@@ -13,6 +13,7 @@
 //! | [`log`] | 02 | the access log in `http.server`'s format |
 //! | [`cgi`] | 03 | CGI/1.1: a request as a program's environment and stdin |
 //! | [`static_files`] | 04 | serving a directory as `python3 -m http.server` does |
+//! | [`pool`] | 04 | a fixed pool of worker threads for any job |
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod cgi;
 pub mod cli;
 pub mod http;
 pub mod log;
+pub mod pool;
 pub mod shutdown;
 pub mod static_files;
 pub mod trace;
