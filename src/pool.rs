@@ -154,8 +154,12 @@ mod tests {
         let (sender, receiver) = mpsc::channel();
         let mut pool = ThreadPool::new(1).unwrap();
         pool.execute(|| panic!("a bug in one job")).unwrap();
-        pool.execute(move || sender.send(thread::current().name().map(String::from)).unwrap())
-            .unwrap();
+        pool.execute(move || {
+            sender
+                .send(thread::current().name().map(String::from))
+                .unwrap()
+        })
+        .unwrap();
         let ran_on = receiver.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(ran_on.as_deref(), Some("worker 0"));
     }

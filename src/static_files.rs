@@ -56,7 +56,8 @@ impl Root {
     /// Canonicalize and open `dir`; fails if it does not exist or is not a
     /// directory.
     pub fn new(dir: &Path) -> io::Result<Root> {
-        let named = |err: io::Error| io::Error::new(err.kind(), format!("{}: {err}", dir.display()));
+        let named =
+            |err: io::Error| io::Error::new(err.kind(), format!("{}: {err}", dir.display()));
         let dir = fs::canonicalize(dir).map_err(named)?;
         if !dir.is_dir() {
             return Err(io::Error::new(

@@ -314,7 +314,10 @@ fn every_traversal_vector_is_refused() {
     assert_eq!(get(&server, "/link.txt").body, b"hello, world!");
     // So is an absolute-form target, which RFC 9112 §3.2.2 says every server
     // must accept: its path goes through the same rules as any other.
-    assert_eq!(get(&server, "http://127.0.0.1/a.txt").body, b"hello, world!");
+    assert_eq!(
+        get(&server, "http://127.0.0.1/a.txt").body,
+        b"hello, world!"
+    );
     let listing = get(&server, "http://127.0.0.1?x=1");
     assert!(String::from_utf8_lossy(&listing.body).contains("Directory listing for /?x=1"));
     // So is an absolute one back inside: openat2's RESOLVE_BENEATH refuses
@@ -403,12 +406,20 @@ fn a_malformed_head_gets_pythons_error_page() {
     let server = start(&fixture.root(), &[]);
     let response = ask(&server, "garbage\r\n\r\n");
     assert_eq!(response.status, 400, "{}", response.head);
-    assert!(response.head.starts_with("HTTP/1.0 400 "), "{}", response.head);
+    assert!(
+        response.head.starts_with("HTTP/1.0 400 "),
+        "{}",
+        response.head
+    );
     assert_eq!(
         response.header("Content-Type"),
         Some("text/html;charset=utf-8")
     );
-    assert!(response.header("Server").is_some_and(|s| s.contains("lesson04")));
+    assert!(
+        response
+            .header("Server")
+            .is_some_and(|s| s.contains("lesson04"))
+    );
     let page = String::from_utf8_lossy(&response.body);
     assert!(page.contains("<p>Error code: 400</p>"), "{page}");
 }

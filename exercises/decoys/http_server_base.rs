@@ -190,7 +190,13 @@ fn serve(mut stream: TcpStream, config: &Config) -> io::Result<()> {
         let response = flawed_file(config, &request)
             .unwrap_or_else(|| static_files::respond(&config.root, &request));
         let may_keep_alive = !STOPPING.load(Ordering::SeqCst);
-        if !answer(&mut stream, response, Some(&request), may_keep_alive, config)? {
+        if !answer(
+            &mut stream,
+            response,
+            Some(&request),
+            may_keep_alive,
+            config,
+        )? {
             return Ok(());
         }
     }

@@ -374,14 +374,11 @@ fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, config: &Config) -> io::
 // ANCHOR_END: read_head
 
 // ANCHOR: send_reply
-/// Write the head, then the body. `Response::plan` settles the framing:
-/// the length, HEAD (no body), and whether the connection stays open: under
-/// -p HTTP/1.0 (Python's default) it never does; under HTTP/1.1 the client
-/// decides (RFC 9112 §9.3), unless the answer is an error page, the request
-/// left a body unread (`may_keep_alive` false), or we are shutting down.
-/// A file body goes out with sendfile(2): the kernel copies from the page
-/// cache to the socket, and the bytes never enter this process
-/// (`--no-sendfile` shows the read+write way beside it).
+/// Write the head as `Response::plan` settles it (the length; no body for
+/// HEAD; keep-alive as RFC 9112 §9.3 says, never under `-p HTTP/1.0`, nor
+/// while we shut down), then the body. A file goes out with sendfile(2): the
+/// kernel copies from the page cache to the socket, and the bytes never
+/// enter this process (`--no-sendfile` shows the read+write way beside it).
 fn send_reply(
     stream: &mut TcpStream,
     response: Response,
@@ -446,32 +443,26 @@ fn send_file(stream: &TcpStream, file: &std::fs::File, len: u64) -> io::Result<(
         let count = usize::try_from(left).unwrap_or(usize::MAX).min(1 << 30);
         // ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
         match nix::sys::sendfile::sendfile(stream, file, Some(&mut offset), count) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "file shrank while being sent",
-                ));
-            }
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, SHRANK)),
             Ok(n) => {
-                trace!(
-                    "sendfile({}, {}) -> {n} bytes",
-                    stream.as_raw_fd(),
-                    file.as_raw_fd()
-                );
+                let (to, from) = (stream.as_raw_fd(), file.as_raw_fd());
+                trace!("sendfile({to}, {from}) -> {n} bytes");
                 left -= n as u64;
             }
             Err(nix::errno::Errno::EINTR) => {}
             Err(nix::errno::Errno::EAGAIN) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "client stopped reading",
-                ));
+                let why = "client stopped reading";
+                return Err(io::Error::new(io::ErrorKind::TimedOut, why));
             }
             Err(err) => return Err(err.into()),
         }
     }
     Ok(())
 }
+
+/// A file truncated while we send it: the Content-Length announced is a lie
+/// now, and closing the connection is the only way to tell the client.
+const SHRANK: &str = "file shrank while being sent";
 
 /// The user-space way: read(2) a block of the file into a buffer, write(2)
 /// it to the socket, repeat. Every byte crosses into this process and back
@@ -484,10 +475,7 @@ fn copy_file(stream: &mut TcpStream, mut file: std::fs::File, len: u64) -> io::R
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         let n = match file.read(&mut buf[..want]) {
-            Ok(0) => {
-                let why = "file shrank while being sent";
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, why));
-            }
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, SHRANK)),
             Ok(n) => n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => return Err(err),
