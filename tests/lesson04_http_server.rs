@@ -911,3 +911,34 @@ fn cgi_scripts_run_with_the_flag_and_are_files_without_it() {
     }
     common::assert_no_panic(&server);
 }
+
+/// A script's answer speaks the server's `-p` version and carries its
+/// `Server` header, like every static answer. Today `ladder::cgi` writes its
+/// own head (always HTTP/1.1, no `Server`); it passes once the CGI runner
+/// answers through `Response::write_head` with rung 4's `ServerInfo`.
+#[test]
+#[ignore = "needs ladder::cgi to write its head with the rung's ServerInfo (issue 10, items 2-3)"]
+fn cgi_answers_honour_protocol_and_server() {
+    let fixture = cgi_site();
+    for (flags, version) in [(&[][..], "HTTP/1.0"), (&["-p", "HTTP/1.1"][..], "HTTP/1.1")] {
+        let mut args = vec!["--cgi"];
+        args.extend_from_slice(flags);
+        let server = start(&fixture.root(), &args);
+        let hello = ask(
+            &server,
+            "GET /cgi-bin/hello.sh HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert!(
+            hello.head.starts_with(&format!("{version} 200 ")),
+            "{}",
+            hello.head
+        );
+        assert!(
+            hello
+                .header("Server")
+                .is_some_and(|s| s.contains("lesson04")),
+            "{}",
+            hello.head
+        );
+    }
+}
