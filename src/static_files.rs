@@ -38,7 +38,7 @@ use nix::sys::stat::{SFlag, fstatat};
 use crate::http::{Body, Rejection, Request, Response, Target, percent_decode};
 
 /// The directory being served, opened once at start-up: every request path
-/// is opened *beneath* this open directory (see [`open_beneath`]).
+/// is opened *beneath* this open directory (see `open_beneath`).
 ///
 /// Like a shell `cd`'d into a directory, the server keeps the directory it
 /// was given, even if that is renamed, or deleted and made again under the
