@@ -14,6 +14,7 @@
 //! | [`connection`] | 02 | one connection driven with blocking calls: read, respond, refuse, close |
 //! | [`cgi`] | 03 | CGI/1.1: a request as a program's environment and stdin |
 //! | [`static_files`] | 04 | serving a directory as `python3 -m http.server` does |
+//! | [`pool`] | 04 | a fixed pool of worker threads for any job |
 
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod connection;
 pub mod http;
 pub mod log;
+pub mod pool;
 pub mod shutdown;
 pub mod static_files;
 pub mod trace;

@@ -1,27 +1,26 @@
 //! Serving a directory the way `python3 -m http.server` does: map a URL path
 //! to a file without ever leaving the served directory, list directories,
-//! guess the Content-Type, answer conditional GETs, and write error pages in
-//! Python's format.
+//! guess the Content-Type, answer conditional GETs, and Python's error page.
 //!
 //! Introduced in lesson 04 (lessons/04-http-server.md), used by 05.
 //!
 //! Nothing here touches a socket. [`respond`] takes a parsed request and
-//! returns a [`Reply`]: a response head plus a [`Body`] saying what follows
-//! it (bytes already in memory, or an open file and how much of it to send).
-//! Lesson 04's blocking workers and lesson 05's event loop drive the same
-//! `Reply`, each writing it out its own way, and a file body can go out with
-//! `sendfile(2)` without passing through the program's memory.
+//! returns an [`http::Response`](crate::http::Response): a status, headers,
+//! and a body that is empty, bytes (a listing), or an open file. How that
+//! goes on the wire (Content-Length, HEAD, keep-alive) is settled by
+//! `Response::plan`, and how the bytes travel is the rung's business: lesson
+//! 04 sends a file with `sendfile(2)`, lesson 05's event loop in pieces.
 //!
 //! The steps, in the order `respond` takes them:
 //!
-//! 1. [`url_to_segments`]: split the request target, percent-decode each
+//! 1. [`url_to_segments`]: split the target's path, percent-decode each
 //!    segment, and refuse anything that could climb out (`..`, encoded
-//!    slashes, backslashes, NUL bytes, absolute-form targets);
+//!    slashes, backslashes, NUL bytes);
 //! 2. [`resolve`]: look at the file system; a directory asked for without
 //!    its slash is redirected, a directory with `index.html` serves that, a
 //!    symlink leading outside the root is refused;
 //! 3. a file becomes a 200 (or a 304, see [`not_modified`]), a directory a
-//!    listing ([`listing_html`]), anything else an error page ([`error_page`]).
+//!    listing ([`listing_html`]), anything else an error.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
@@ -36,13 +35,10 @@ use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::{SFlag, fstatat};
 
-use crate::http::{Framing, Rejection, Request, ResponseHead};
-
-/// `urllib.parse.unquote`, from `ladder::http` (lesson 02).
-pub use crate::http::percent_decode;
+use crate::http::{Body, Rejection, Request, Response, Target, percent_decode};
 
 /// The directory being served, opened once at start-up: every request path
-/// is opened *beneath* this open directory (see [`open_beneath`]).
+/// is opened *beneath* this open directory (see `open_beneath`).
 ///
 /// Like a shell `cd`'d into a directory, the server keeps the directory it
 /// was given, even if that is renamed, or deleted and made again under the
@@ -60,16 +56,16 @@ impl Root {
     /// Canonicalize and open `dir`; fails if it does not exist or is not a
     /// directory.
     pub fn new(dir: &Path) -> io::Result<Root> {
-        let dir = fs::canonicalize(dir)
-            .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", dir.display())))?;
+        let named =
+            |err: io::Error| io::Error::new(err.kind(), format!("{}: {err}", dir.display()));
+        let dir = fs::canonicalize(dir).map_err(named)?;
         if !dir.is_dir() {
             return Err(io::Error::new(
                 io::ErrorKind::NotADirectory,
                 format!("{} is not a directory", dir.display()),
             ));
         }
-        let handle = File::open(&dir)
-            .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", dir.display())))?;
+        let handle = File::open(&dir).map_err(named)?;
         Ok(Root { dir, handle })
     }
 
@@ -97,143 +93,41 @@ pub enum Resolved {
     Redirect { location: String },
 }
 
-/// What follows the response head.
-#[derive(Debug)]
-pub enum Body {
-    /// Nothing: a HEAD request, a 304, a redirect.
-    Empty,
-    /// A body already in memory: a listing or an error page.
-    Bytes(Vec<u8>),
-    /// Send `len` bytes of this file from its start. The caller copies them
-    /// (`sendfile(2)`, or `read`+`write`); if the file turns out shorter (it
-    /// was truncated meanwhile), the framing is broken and the caller must
-    /// close the connection.
-    File { file: File, len: u64 },
-}
-
-/// A response ready to be written: the head (status and the headers this
-/// module decided), the Content-Length to announce, and the body to send.
-#[derive(Debug)]
-pub struct Reply {
-    pub head: ResponseHead,
-    /// `Some(n)`: announce `Content-Length: n` (also for HEAD, which then
-    /// sends no body). `None`: no length header at all (304).
-    pub length: Option<u64>,
-    pub body: Body,
-    /// Error pages end the connection, as `http.server`'s `send_error` does.
-    pub close: bool,
-}
-
-impl Reply {
-    /// The status code, for the access log.
-    pub fn status(&self) -> u16 {
-        self.head.status
-    }
-
-    /// Render the head. `keep_alive` is the caller's decision (protocol,
-    /// the client's `Connection` header); an error reply overrides it.
-    pub fn render_head(&self, keep_alive: bool) -> Vec<u8> {
-        let framing = match self.length {
-            Some(n) => Framing::Length(n),
-            None => Framing::NoBody,
-        };
-        self.head.render(framing, keep_alive && !self.close)
-    }
-}
-
-/// The methods this module serves; anything else is 501, as in Python.
-pub const METHODS: &[&str] = &["GET", "HEAD"];
+const NOT_FOUND: Rejection = Rejection::new(404, "File not found");
 
 /// Answer one request for a file under `root`: the whole of
-/// `SimpleHTTPRequestHandler.send_head`, without the socket.
-pub fn respond(root: &Root, request: &Request) -> Reply {
-    let head_only = request.method == "HEAD";
-    if request.check_method(METHODS).is_err() {
-        let message = unsupported_method(&request.method);
-        return error_reply(501, &message, head_only);
+/// `SimpleHTTPRequestHandler.send_head`, without the socket. A HEAD gets
+/// the answer a GET would (a file is still opened and measured, so that its
+/// length can be announced); `Response::plan` leaves the body out.
+pub fn respond(root: &Root, request: &Request) -> Response {
+    if request.check_method(&["GET", "HEAD"]).is_err() {
+        return Response::error(501, &unsupported_method(&request.method));
     }
-    let origin_form = request.target.origin_form();
-    let target = one_leading_slash(&origin_form);
-    let resolved = match resolve(root, target) {
+    let resolved = match resolve(root, &request.target) {
         Ok(resolved) => resolved,
-        Err(refusal) => return error_reply(refusal.status, refusal.detail, head_only),
+        Err(refusal) => return Response::error(refusal.status, refusal.detail),
     };
     match resolved {
-        Resolved::Redirect { location } => Reply {
-            // Python sends Content-Length: 0 on its 301, so do we.
-            head: ResponseHead::new(301).header("Location", location),
-            length: Some(0),
-            body: Body::Empty,
-            close: false,
+        // An empty body: `Content-Length: 0`, as Python sends on its 301.
+        Resolved::Redirect { location } => Response::new(301).header("Location", location),
+        Resolved::Listing { dir } => match listing_html(dir, &request.target) {
+            Ok(html) => Response::with_bytes(200, "text/html; charset=utf-8", html),
+            Err(_) => Response::error(404, "No permission to list directory"),
         },
-        Resolved::Listing { dir } => match listing_html(dir, target) {
-            Ok(html) => {
-                let head =
-                    ResponseHead::new(200).header("Content-Type", "text/html; charset=utf-8");
-                bytes_reply(head, html, head_only)
+        Resolved::File { file, meta, name } => {
+            let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+            if not_modified(request, mtime) {
+                return Response::new(304); // no Content-Type either, as in Python
             }
-            Err(_) => error_reply(404, "No permission to list directory", head_only),
-        },
-        Resolved::File { file, meta, name } => file_reply(request, file, &meta, &name, head_only),
+            Response::new(200)
+                .header("Content-Type", content_type(&name))
+                .header("Last-Modified", http_date(mtime))
+                .body(Body::File {
+                    file,
+                    len: meta.len(),
+                })
+        }
     }
-}
-
-/// A 200 for an open file, or a 304 if the client's copy is current.
-fn file_reply(
-    request: &Request,
-    file: File,
-    meta: &Metadata,
-    name: &str,
-    head_only: bool,
-) -> Reply {
-    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-    if not_modified(request, mtime) {
-        // Python's 304 carries no Content-Type and no Content-Length.
-        return Reply {
-            head: ResponseHead::new(304),
-            length: None,
-            body: Body::Empty,
-            close: false,
-        };
-    }
-    let len = meta.len();
-    let head = ResponseHead::new(200)
-        .header("Content-Type", content_type(name))
-        .header("Last-Modified", http_date(mtime));
-    let body = if head_only {
-        Body::Empty
-    } else {
-        Body::File { file, len }
-    };
-    Reply {
-        head,
-        length: Some(len),
-        body,
-        close: false,
-    }
-}
-
-/// The reply for a body held in memory; HEAD announces it without sending it.
-fn bytes_reply(head: ResponseHead, body: Vec<u8>, head_only: bool) -> Reply {
-    Reply {
-        head,
-        length: Some(body.len() as u64),
-        body: if head_only {
-            Body::Empty
-        } else {
-            Body::Bytes(body)
-        },
-        close: false,
-    }
-}
-
-/// An error page in Python's format, ending the connection as Python does.
-pub fn error_reply(status: u16, message: &str, head_only: bool) -> Reply {
-    let page = error_page(status, message).into_bytes();
-    let head = ResponseHead::new(status).header("Content-Type", "text/html;charset=utf-8");
-    let mut reply = bytes_reply(head, page, head_only);
-    reply.close = true;
-    reply
 }
 
 /// Python's `send_error` message for a method it has no `do_X` for.
@@ -247,21 +141,17 @@ fn unsupported_method(method: &str) -> String {
 }
 
 // ANCHOR: url_to_segments
-/// Split a request target into file-name segments, decoded, or refuse it.
+/// Split the path of a request target (`Target::path`, still
+/// percent-encoded) into file-name segments, decoded, or refuse it.
 ///
 /// The rules, and why each exists:
-/// - only origin-form targets (`/path`); `*` and `http://host/...` are 400;
-/// - the query (`?...`) and a stray fragment (`#...`) are not part of the path;
 /// - each segment is split off *before* it is percent-decoded, so `%2f` can
 ///   never become a separator, and a decoded `/` is refused rather than
-///   guessed at (no file name on Unix can contain one anyway);
+///   guessed at (no file name on Unix can contain one anyway); that is why
+///   this takes the encoded path and not `Target::decoded_path`;
 /// - `..` (also as `%2e%2e`), a NUL byte and a backslash are refused; empty
 ///   segments and `.` are dropped, as `posixpath.normpath` drops them.
-pub fn url_to_segments(target: &str) -> Result<Vec<OsString>, Rejection> {
-    if !target.starts_with('/') {
-        return Err(Rejection::new(400, "Only origin-form targets are served"));
-    }
-    let path = target.split(['?', '#']).next().unwrap_or("");
+pub fn url_to_segments(path: &str) -> Result<Vec<OsString>, Rejection> {
     let mut segments = Vec::new();
     for raw in path.split('/') {
         let name = percent_decode(raw);
@@ -280,27 +170,25 @@ pub fn url_to_segments(target: &str) -> Result<Vec<OsString>, Rejection> {
 
 /// Map a request target to what it names under `root`.
 ///
-/// Errors are the statuses to answer with: 400 for a target refused by
+/// Errors are the statuses to answer with: 400 for a path refused by
 /// [`url_to_segments`], 403 for a path that leads outside the root through a
 /// symlink, 404 for anything missing, unreadable or not a regular file.
-pub fn resolve(root: &Root, target: &str) -> Result<Resolved, Rejection> {
-    let target = one_leading_slash(target);
-    let segments = url_to_segments(target)?;
+pub fn resolve(root: &Root, target: &Target) -> Result<Resolved, Rejection> {
+    // A browser never sends a fragment (`#...`); Python drops a stray one.
+    let path = one_leading_slash(target.path().split('#').next().unwrap_or("/"));
+    let segments = url_to_segments(path)?;
     // Relative to the root; "." for the root itself.
     let relative: PathBuf = if segments.is_empty() {
         ".".into()
     } else {
         segments.iter().collect()
     };
-    let not_found = Rejection::new(404, "File not found");
-    let url_path = target.split(['?', '#']).next().unwrap_or("");
     // openat2(2) and fstat(2): what would we really be serving?
     let (file, meta) = open_beneath(root, &relative)?;
     if meta.is_dir() {
-        if !url_path.ends_with('/') {
-            return Ok(Resolved::Redirect {
-                location: with_slash(target),
-            });
+        if !path.ends_with('/') {
+            let location = with_slash(path, target.query());
+            return Ok(Resolved::Redirect { location });
         }
         // Python asks os.path.isfile(index), then opens it: an index that
         // is missing or no regular file means "try the next one"; one that
@@ -325,8 +213,8 @@ pub fn resolve(root: &Root, target: &str) -> Result<Resolved, Rejection> {
     }
     // `/file.txt/` names no directory: Python answers 404, so do we. A FIFO
     // or a device is no file to serve either.
-    if url_path.ends_with('/') || !meta.is_file() {
-        return Err(not_found);
+    if path.ends_with('/') || !meta.is_file() {
+        return Err(NOT_FOUND);
     }
     let name = segments.last().map(|s| s.to_string_lossy().into_owned());
     let name = name.unwrap_or_default();
@@ -336,22 +224,18 @@ pub fn resolve(root: &Root, target: &str) -> Result<Resolved, Rejection> {
 /// `//evil.example/` becomes `/evil.example/`. A Location starting with `//`
 /// would send the browser to another host (an open redirect), so Python
 /// collapses leading slashes before anything else (gh-87389); so do we.
-pub fn one_leading_slash(target: &str) -> &str {
-    if target.starts_with("//") {
-        &target[target.len() - target.trim_start_matches('/').len() - 1..]
+pub fn one_leading_slash(path: &str) -> &str {
+    if path.starts_with("//") {
+        &path[path.len() - path.trim_start_matches('/').len() - 1..]
     } else {
-        target
+        path
     }
 }
 
-/// `/sub?x=1` becomes `/sub/?x=1`: the slash goes after the path, and the
-/// query is kept (an empty `?` is dropped, as `urlunsplit` drops it).
-fn with_slash(target: &str) -> String {
-    let (path, query) = match target.split_once('?') {
-        Some((path, query)) => (path, query),
-        None => (target, ""),
-    };
-    let path = path.split('#').next().unwrap_or("");
+/// `/sub` and the query `x=1` become `/sub/?x=1`: the slash goes after the
+/// path, and the query is kept (an empty `?` is dropped, as `urlunsplit`
+/// drops it).
+fn with_slash(path: &str, query: &str) -> String {
     if query.is_empty() {
         format!("{path}/")
     } else {
@@ -369,7 +253,6 @@ fn with_slash(target: &str) -> String {
 /// one system call, so nothing can be swapped in between (see the lesson's
 /// "TOCTOU").
 fn open_beneath(root: &Root, relative: &Path) -> Result<(File, Metadata), Rejection> {
-    let not_found = Rejection::new(404, "File not found");
     // NO_MAGICLINKS: /proc/self/fd/N and its kind lead anywhere; refuse them.
     let beneath = ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS;
     let file = match open_at(&root.handle, relative, beneath) {
@@ -379,10 +262,10 @@ fn open_beneath(root: &Root, relative: &Path) -> Result<(File, Metadata), Reject
         // back in. ENOSYS/EPERM: a kernel (before 5.6) or a container
         // without openat2. Either way, ask the slow way.
         Err(Errno::EXDEV | Errno::ENOSYS | Errno::EPERM) => return by_real_path(root, relative),
-        Err(_) => return Err(not_found),
+        Err(_) => return Err(NOT_FOUND),
     };
     // fstat(2) on what we opened, not stat(2) on a name that may have changed.
-    let meta = file.metadata().map_err(|_| not_found)?;
+    let meta = file.metadata().map_err(|_| NOT_FOUND)?;
     Ok((file, meta))
 }
 
@@ -393,9 +276,8 @@ fn open_beneath(root: &Root, relative: &Path) -> Result<(File, Metadata), Reject
 /// it, so we open it beneath the root with *no* symlink allowed: one
 /// swapped in since realpath fails the open instead of being followed.
 fn by_real_path(root: &Root, relative: &Path) -> Result<(File, Metadata), Rejection> {
-    let not_found = Rejection::new(404, "File not found");
     let path = root.dir.join(relative);
-    let real = fs::canonicalize(&path).map_err(|_| not_found.clone())?;
+    let real = fs::canonicalize(&path).map_err(|_| NOT_FOUND)?;
     let Ok(rest) = real.strip_prefix(&root.dir) else {
         crate::trace!(
             "refused {} -> {}: outside the root",
@@ -421,10 +303,10 @@ fn by_real_path(root: &Root, relative: &Path) -> Result<(File, Metadata), Reject
             .read(true)
             .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
             .open(&real)
-            .map_err(|_| not_found.clone())?,
-        Err(_) => return Err(not_found),
+            .map_err(|_| NOT_FOUND)?,
+        Err(_) => return Err(NOT_FOUND),
     };
-    let meta = file.metadata().map_err(|_| not_found)?;
+    let meta = file.metadata().map_err(|_| NOT_FOUND)?;
     Ok((file, meta))
 }
 // ANCHOR_END: inside_root
@@ -508,9 +390,9 @@ pub fn http_date(t: SystemTime) -> String {
 
 // ANCHOR: listing
 /// The directory listing page, byte for byte as Python 3.11 writes it.
-/// `target` is the request target as sent; Python shows it, query
-/// included, decoded and HTML-escaped, in the title.
-pub fn listing_html(dir: File, target: &str) -> io::Result<Vec<u8>> {
+/// Python shows the request target in the title, query included, decoded
+/// and HTML-escaped.
+pub fn listing_html(dir: File, target: &Target) -> io::Result<Vec<u8>> {
     // fdopendir(3) on the directory `resolve` opened: we list what we
     // checked, whatever its name leads to by now.
     let mut dir = nix::dir::Dir::from_fd(dir.into())?;
@@ -522,7 +404,8 @@ pub fn listing_html(dir: File, target: &str) -> io::Result<Vec<u8>> {
         .collect();
     // Python: list.sort(key=lambda a: a.lower()), a stable sort.
     names.sort_by_cached_key(|name| name.to_string_lossy().to_lowercase());
-    let shown = html_escape(&String::from_utf8_lossy(&percent_decode(target)));
+    let shown = percent_decode(one_leading_slash(&target.origin_form()));
+    let shown = html_escape(&String::from_utf8_lossy(&shown));
     let title = format!("Directory listing for {shown}");
     let mut lines = vec![
         "<!DOCTYPE HTML>".to_string(),
@@ -558,17 +441,20 @@ pub fn listing_html(dir: File, target: &str) -> io::Result<Vec<u8>> {
 
 /// Python's `send_error` page (its `DEFAULT_ERROR_MESSAGE`): the message is
 /// the short text, the explanation Python's description of the status.
-pub fn error_page(status: u16, message: &str) -> String {
+/// Rung 4 installs it with `http::set_error_page`, so that every error it
+/// sends looks like Python's, a malformed request head's included.
+pub fn python_error_page(status: u16, message: &str) -> (&'static str, Vec<u8>) {
     let message = html_escape(message);
     let explain = html_escape(explanation(status));
-    format!(
+    let page = format!(
         "<!DOCTYPE HTML>\n<html lang=\"en\">\n    <head>\n        \
          <meta charset=\"utf-8\">\n        <title>Error response</title>\n    \
          </head>\n    <body>\n        <h1>Error response</h1>\n        \
          <p>Error code: {status}</p>\n        <p>Message: {message}.</p>\n        \
          <p>Error code explanation: {status} - {explain}.</p>\n    \
          </body>\n</html>\n"
-    )
+    );
+    ("text/html;charset=utf-8", page.into_bytes())
 }
 
 /// The long descriptions Python's `http.HTTPStatus` gives the statuses this
@@ -592,16 +478,6 @@ fn explanation(status: u16) -> &'static str {
     }
 }
 
-/// The short message Python's `send_error` uses when given none: the
-/// reason phrase (with Python's older names for 413 and 414).
-pub fn default_message(status: u16) -> &'static str {
-    match status {
-        413 => "Request Entity Too Large",
-        414 => "Request-URI Too Long",
-        _ => crate::http::reason(status),
-    }
-}
-
 // ANCHOR: content_type
 /// The Content-Type for a file name, from its extension: Python 3.11's
 /// built-in `mimetypes` table for the common types (http.server overrides
@@ -611,21 +487,15 @@ pub fn default_message(status: u16) -> &'static str {
 /// answers vary from machine to machine (`.js` is `application/javascript`
 /// built in, `text/javascript` on Debian); we always give the built-in one.
 pub fn content_type(name: &str) -> &'static str {
-    let ext = |name: &str| {
-        name.rfind('.')
-            .filter(|&i| i > 0)
-            .map(|i| name[i..].to_string())
-    };
-    let base = name
-        .rsplit('/')
-        .next()
-        .unwrap_or(name)
-        .trim_start_matches('.');
-    let Some(ext) = ext(base) else {
+    // `posixpath.splitext`: from the last dot, unless the name starts there.
+    let base = name.rsplit('/').next().unwrap_or(name);
+    let base = base.trim_start_matches('.');
+    let Some(dot) = base.rfind('.') else {
         return "application/octet-stream";
     };
+    let ext = &base[dot..];
     // http.server's own table comes first, case-sensitively, then lowercased.
-    for e in [ext.as_str(), &ext.to_lowercase()] {
+    for e in [ext, &ext.to_lowercase()] {
         match e {
             ".gz" => return "application/gzip",
             ".Z" => return "application/octet-stream",
@@ -724,35 +594,59 @@ pub fn html_escape(text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The path of a target as the parser splits it, into segments.
+    fn segments(target: &str) -> Result<Vec<OsString>, u16> {
+        let target = Target::parse("GET", target).map_err(|r| r.status)?;
+        url_to_segments(target.path()).map_err(|r| r.status)
+    }
+
     #[test]
     fn segments_refuse_every_way_out() {
-        let refused: &[(&str, u16)] = &[
-            ("/../etc/passwd", 400),
-            ("/a/../../etc/passwd", 400),
-            ("/%2e%2e/etc/passwd", 400),
-            ("/%2E%2E/etc/passwd", 400),
-            ("/.%2e/etc/passwd", 400),
-            ("/..%2fetc%2fpasswd", 400),
-            ("/a%2f..%2f..%2fetc", 400),
-            ("/a%00.txt", 400),
-            ("/..\\..\\etc\\passwd", 400),
-            ("/a%5c..%5cb", 400),
-            ("http://host/../etc/passwd", 400),
-            ("*", 400),
-            ("", 400),
+        let refused = [
+            "/../etc/passwd",
+            "/a/../../etc/passwd",
+            "/%2e%2e/etc/passwd",
+            "/%2E%2E/etc/passwd",
+            "/.%2e/etc/passwd",
+            "/..%2fetc%2fpasswd",
+            "/a%2f..%2f..%2fetc",
+            "/a%00.txt",
+            "/..\\..\\etc\\passwd",
+            "/a%5c..%5cb",
+            "http://host/../etc/passwd",
         ];
-        for (target, status) in refused {
-            let got = url_to_segments(target).map_err(|r| r.status);
-            assert_eq!(got, Err(*status), "{target}");
+        for target in refused {
+            assert_eq!(segments(target), Err(400), "{target}");
         }
     }
 
     #[test]
     fn segments_decode_and_drop_dots() {
-        let got = url_to_segments("//a/./b%20c//%C3%BC.txt?x=/../#y").unwrap();
+        let got = segments("//a/./b%20c//%C3%BC.txt?x=/../").unwrap();
         let want: Vec<OsString> = ["a", "b c", "ü.txt"].iter().map(OsString::from).collect();
         assert_eq!(got, want);
-        assert_eq!(percent_decode("%zz%4"), b"%zz%4");
+        assert_eq!(segments("http://host").unwrap(), Vec::<OsString>::new());
+    }
+
+    #[test]
+    fn head_opens_the_file_and_plan_leaves_the_body_out() {
+        use crate::http::{Limits, Parsed, ServerInfo, parse_request};
+        let dir = std::env::temp_dir().join(format!("static-files-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("a.txt"), "hello").unwrap();
+        let root = Root::new(&dir).unwrap();
+        let raw = b"HEAD /a.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+        let Ok(Parsed::Complete { request, .. }) = parse_request(raw, &Limits::default()) else {
+            panic!("a valid head");
+        };
+        let response = respond(&root, &request);
+        assert!(matches!(response.body, Body::File { len: 5, .. }));
+        let plan = response.plan(Some(&request), &ServerInfo::PLAIN, true);
+        assert!(!plan.send_body);
+        let mut head = Vec::new();
+        response.write_head(&plan, &ServerInfo::PLAIN, &mut head);
+        assert!(String::from_utf8_lossy(&head).contains("Content-Length: 5\r\n"));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -787,9 +681,8 @@ mod tests {
 
     #[test]
     fn redirect_keeps_query() {
-        assert_eq!(with_slash("/sub?x=1&y"), "/sub/?x=1&y");
-        assert_eq!(with_slash("/sub?"), "/sub/");
-        assert_eq!(with_slash("/sub"), "/sub/");
+        assert_eq!(with_slash("/sub", "x=1&y"), "/sub/?x=1&y");
+        assert_eq!(with_slash("/sub", ""), "/sub/");
         assert_eq!(one_leading_slash("///evil.example/x"), "/evil.example/x");
         assert_eq!(one_leading_slash("/a//b"), "/a//b");
     }
@@ -804,7 +697,9 @@ mod tests {
 
     #[test]
     fn error_page_is_pythons() {
-        let page = error_page(404, "File not found");
+        let (content_type, page) = python_error_page(404, "File not found");
+        let page = String::from_utf8(page).unwrap();
+        assert_eq!(content_type, "text/html;charset=utf-8");
         assert!(page.contains("<p>Message: File not found.</p>"));
         assert!(
             page.contains("<p>Error code explanation: 404 - Nothing matches the given URI.</p>")

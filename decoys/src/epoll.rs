@@ -13,8 +13,8 @@ use std::thread;
 use std::time::Duration;
 
 use clap::Parser;
-use ladder::http::{Limits, Parsed, Response, ServerInfo, parse_request};
-use ladder::static_files::{self, Body, Root};
+use ladder::http::{Body, Limits, Parsed, Response, ServerInfo, parse_request};
+use ladder::static_files::{self, Root};
 
 /// A test double for the grader's self-tests (tests/grade_decoys.rs).
 #[derive(Parser)]
@@ -170,15 +170,12 @@ impl Conn {
             let (_, bytes) = hello.render(Some(request), &ServerInfo::PLAIN, keep_alive);
             self.out.extend(bytes);
         } else {
-            let reply = static_files::respond(root, request);
-            self.out.extend(reply.render_head(keep_alive));
-            self.close_after |= reply.close;
-            match reply.body {
-                Body::Empty => {}
-                Body::Bytes(bytes) => self.out.extend(bytes),
-                Body::File { mut file, .. } => {
-                    let _ = file.read_to_end(&mut self.out);
-                }
+            let mut response = static_files::respond(root, request);
+            let (plan, head) = response.render(Some(request), &ServerInfo::PLAIN, true);
+            self.out.extend(head);
+            self.close_after |= !plan.keep_alive;
+            if let (Body::File { mut file, .. }, true) = (response.body, plan.send_body) {
+                let _ = file.read_to_end(&mut self.out);
             }
         }
         self.close_after |= !keep_alive;

@@ -15,8 +15,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ladder::http::{Limits, Parsed, Rejection, ResponseHead, parse_request};
-use ladder::static_files::{self, Body, Reply, Root};
+use ladder::http::{
+    self, Body, Limits, Parsed, Rejection, Request, Response, ServerInfo, Version, parse_request,
+};
+use ladder::static_files::{self, Root};
 
 /// A test double for the grader's self-tests (tests/grade_decoys.rs).
 #[derive(Parser)]
@@ -52,7 +54,7 @@ pub struct Flaws {
 
 struct Config {
     root: Root,
-    http11: bool,
+    server: ServerInfo,
     timeout: Option<Duration>,
     flaws: Flaws,
 }
@@ -62,6 +64,7 @@ static LISTENER: AtomicI32 = AtomicI32::new(-1);
 
 pub fn main(flaws: Flaws) -> ExitCode {
     let args = Args::parse();
+    http::set_error_page(static_files::python_error_page);
     args.listen.apply();
     match run(args, flaws) {
         Ok(()) => ExitCode::SUCCESS,
@@ -97,7 +100,14 @@ fn run(args: Args, flaws: Flaws) -> io::Result<()> {
     };
     let config = Arc::new(Config {
         root: Root::new(&args.directory)?,
-        http11: args.protocol == "HTTP/1.1",
+        server: ServerInfo {
+            protocol: if args.protocol == "HTTP/1.1" {
+                Version::Http11
+            } else {
+                Version::Http10
+            },
+            software: None,
+        },
         timeout,
         flaws,
     });
@@ -149,7 +159,7 @@ fn serve(mut stream: TcpStream, config: &Config) -> io::Result<()> {
                 match parse_request(&buf, &Limits::default()) {
                     Ok(Parsed::Complete { request, consumed }) => break (request, consumed),
                     Ok(Parsed::Partial) => {}
-                    Err(rejection) => return answer(&mut stream, error(&rejection), false, config),
+                    Err(rejection) => return refuse(&mut stream, &rejection, config),
                 }
             } else if STOPPING.load(Ordering::SeqCst) {
                 return Ok(());
@@ -159,8 +169,7 @@ fn serve(mut stream: TcpStream, config: &Config) -> io::Result<()> {
                 if buf.is_empty() {
                     return Ok(());
                 }
-                let late = Rejection::new(408, "too slow");
-                return answer(&mut stream, error(&late), false, config);
+                return refuse(&mut stream, &Rejection::new(408, "too slow"), config);
             }
             let slice = left
                 .unwrap_or(Duration::MAX)
@@ -178,32 +187,35 @@ fn serve(mut stream: TcpStream, config: &Config) -> io::Result<()> {
             }
         };
         buf.drain(..consumed);
-        let keep_alive = config.http11 && request.keep_alive() && !STOPPING.load(Ordering::SeqCst);
-        let reply = flawed_file(config, request.target.as_str(), request.method == "HEAD")
+        let response = flawed_file(config, &request)
             .unwrap_or_else(|| static_files::respond(&config.root, &request));
-        let close = reply.close || !keep_alive;
-        answer(&mut stream, reply, keep_alive, config)?;
-        if close {
+        let may_keep_alive = !STOPPING.load(Ordering::SeqCst);
+        if !answer(
+            &mut stream,
+            response,
+            Some(&request),
+            may_keep_alive,
+            config,
+        )? {
             return Ok(());
         }
     }
 }
 
-fn error(rejection: &Rejection) -> Reply {
-    static_files::error_reply(rejection.status, rejection.detail, false)
+fn refuse(stream: &mut TcpStream, rejection: &Rejection, config: &Config) -> io::Result<()> {
+    answer(stream, rejection.to_response(), None, false, config).map(|_| ())
 }
 
 /// The flawed ways to find a file; `None` means "do it properly".
-fn flawed_file(config: &Config, target: &str, head_only: bool) -> Option<Reply> {
-    let path = target.split('?').next().unwrap_or("");
+fn flawed_file(config: &Config, request: &Request) -> Option<Response> {
     let file = if config.flaws.naive_paths {
-        let decoded = static_files::percent_decode(path);
+        let decoded = request.target.decoded_path();
         let relative = String::from_utf8_lossy(&decoded)
             .trim_start_matches('/')
             .to_string();
         config.root.path().join(relative)
     } else if config.flaws.follows_symlinks {
-        let segments = static_files::url_to_segments(target).ok()?;
+        let segments = static_files::url_to_segments(request.path()).ok()?;
         let mut file = config.root.path().to_path_buf();
         file.extend(segments);
         file
@@ -215,36 +227,25 @@ fn flawed_file(config: &Config, target: &str, head_only: bool) -> Option<Reply> 
     if !meta.is_file() {
         return None;
     }
-    let head = ResponseHead::new(200).header("Content-Type", "application/octet-stream");
-    let body = if head_only {
-        Body::Empty
-    } else {
-        Body::File {
-            file: opened,
-            len: meta.len(),
-        }
-    };
-    Some(Reply {
-        head,
-        length: Some(meta.len()),
-        body,
-        close: false,
-    })
+    let response = Response::new(200).header("Content-Type", "application/octet-stream");
+    Some(response.body(Body::File {
+        file: opened,
+        len: meta.len(),
+    }))
 }
 
+/// Send `response`; `Ok(true)` if the connection may carry another request.
 fn answer(
     stream: &mut TcpStream,
-    mut reply: Reply,
-    keep_alive: bool,
+    mut response: Response,
+    request: Option<&Request>,
+    may_keep_alive: bool,
     config: &Config,
-) -> io::Result<()> {
-    if !config.http11 {
-        reply.head.protocol = "HTTP/1.0";
+) -> io::Result<bool> {
+    let (plan, head) = response.render(request, &config.server, may_keep_alive);
+    stream.write_all(&head)?;
+    if let (Body::File { file, len }, true) = (response.body, plan.send_body) {
+        io::copy(&mut file.take(len), stream)?;
     }
-    stream.write_all(&reply.render_head(keep_alive))?;
-    match reply.body {
-        Body::Empty => Ok(()),
-        Body::Bytes(bytes) => stream.write_all(&bytes),
-        Body::File { file, len } => io::copy(&mut file.take(len), stream).map(|_| ()),
-    }
+    Ok(plan.keep_alive)
 }

@@ -38,10 +38,10 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
 use ladder::http::{
-    BodyDecoder, BodyFraming, Framing, Limits, Parsed, Request, ResponseHead, error_response,
-    parse_request,
+    Body, BodyDecoder, BodyFraming, Framing, Limits, Parsed, Request, ResponseHead, ServerInfo,
+    error_response, parse_request,
 };
-use ladder::static_files::{self, Body, Root};
+use ladder::static_files::{self, Root};
 use ladder::trace;
 
 /// The listening socket's token. Tokens are how the kernel tells us *which*
@@ -565,16 +565,15 @@ impl Server {
                 // hands us an open file; how the bytes travel is our business.
                 // (Opening a file blocks the loop for a moment too. In
                 // production, nginx can move that to a thread pool: aio threads.)
-                let reply = static_files::respond(&self.config.root, &request);
-                let logged = (reply.status(), reply.length.unwrap_or(0));
-                conn.out.extend(reply.render_head(keep_alive));
-                if reply.close {
+                let mut response = static_files::respond(&self.config.root, &request);
+                let (plan, head) = response.render(Some(&request), &ServerInfo::PLAIN, true);
+                conn.out.extend(head);
+                if !plan.keep_alive {
                     conn.close_after = true;
                 }
-                match reply.body {
-                    Body::Empty => {}
-                    Body::Bytes(bytes) => conn.out.extend(bytes),
-                    Body::File { file, len } => conn.file = Some(FileBody { file, left: len }),
+                let logged = (response.status, response.body_len().unwrap_or(0));
+                if let (Body::File { file, len }, true) = (response.body, plan.send_body) {
+                    conn.file = Some(FileBody { file, left: len });
                 }
                 logged
             }

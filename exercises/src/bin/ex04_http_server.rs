@@ -3,12 +3,13 @@
 //! Lecture: lessons/04-http-server.md · Exercise: exercises/ex04_http_server/
 //!
 //! **New here:** serving a directory safely (in `src/static_files.rs`, read
-//! it second); a fixed pool of worker threads fed through a channel; a
-//! header-read timeout so a silent client cannot keep a thread forever;
-//! graceful shutdown that finishes the requests in flight; `sendfile(2)`.
+//! it second); a fixed pool of worker threads fed through a channel (in
+//! `src/pool.rs`, read it third); a header-read timeout so a silent client
+//! cannot keep a thread forever; graceful shutdown that finishes the
+//! requests in flight; `sendfile(2)`.
 //!
-//! **From earlier lessons:** `ladder::http` (parse a request head, render a
-//! response head; lesson 02), `ladder::log` (the access log; lesson 02),
+//! **From earlier lessons:** `ladder::http` (parse a request head, plan and
+//! write a response; lesson 02), `ladder::log` (the access log; lesson 02),
 //! `ladder::cgi` (running a script for `--cgi`; lesson 03), and the
 //! infrastructure every rung shares (`cli`, `trace`, `shutdown`).
 //!
@@ -21,17 +22,18 @@
 //! http://127.0.0.1:8004/../etc/passwd`; `--threads 1` and two `nc` clients;
 //! `--trace`; `-p HTTP/1.1` and `curl -v url url` (one connection, two requests).
 //!
-//! **Reading order:** `main` → `run` (accept loop) → `ThreadPool` →
+//! **Reading order:** `main` → `run` (accept loop) → `serve` →
 //! `serve_connection` → `read_head` → `send_reply`; then
-//! `ladder::static_files::respond` for what a request is answered with.
+//! `ladder::static_files::respond` for what a request is answered with, and
+//! `ladder::pool` for the workers.
 
 // The shape of the program, one thread per box:
 //
 //   signals ──(flag + shutdown(2))──┐
 //                                   ▼
-//   main: accept(2) ── (TcpStream, peer) ──► mpsc channel ──► worker 0
-//                                                        ├──► worker 1
-//                                                        └──► worker N-1
+//   main: accept(2) ── job: serve(stream, peer) ──► ladder::pool ──► worker 0
+//                                                              ├──► worker 1
+//                                                              └──► worker N-1
 //
 // Each worker owns one connection at a time and does everything for it with
 // blocking calls: read the head, resolve the path, write the response. The
@@ -43,15 +45,15 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ladder::http::{self, Limits, Parsed, Rejection, Request};
-use ladder::static_files::{self, Body, Reply, Root};
+use ladder::http::{self, Body, Limits, Parsed, Plan, Rejection, Request, Response, ServerInfo};
+use ladder::pool::ThreadPool;
+use ladder::static_files::{self, Root};
 use ladder::{cgi, cli, trace};
 
 /// Lesson 04: a faithful `python3 -m http.server` (static files, directory
@@ -107,9 +109,9 @@ struct Args {
 struct Config {
     /// The served directory, opened once (see `static_files::Root`).
     root: Root,
-    /// `-p HTTP/1.1`: keep-alive allowed. Python's default, HTTP/1.0, answers
-    /// one request per connection.
-    http11: bool,
+    /// `-p`, and the `Server` header. Python's default, HTTP/1.0, answers
+    /// one request per connection; `-p HTTP/1.1` allows keep-alive.
+    server: ServerInfo,
     /// `--timeout`: `None` waits forever, as Python does.
     timeout: Option<Duration>,
     /// `false` with `--no-sendfile`.
@@ -157,6 +159,8 @@ fn run(args: Args) -> io::Result<()> {
     // Before any thread exists, so that every thread inherits the blocked
     // signal mask and only the signal thread ever sees SIGINT/SIGTERM.
     ladder::shutdown::on_termination(on_signal)?;
+    // Every error we send, a malformed head's included, in Python's HTML.
+    http::set_error_page(static_files::python_error_page);
     // A missing directory is a start-up error, reported before we listen.
     let root = Root::new(&args.directory)?;
     let timeout = header_timeout(args.timeout)?;
@@ -179,40 +183,31 @@ fn run(args: Args) -> io::Result<()> {
     ))?;
     // One Config for all workers: an Arc is a shared, counted pointer; the
     // last worker to finish drops it.
+    let protocol = match args.protocol.as_str() {
+        "HTTP/1.1" => http::Version::Http11,
+        _ => http::Version::Http10,
+    };
     let config = Arc::new(Config {
         root,
-        http11: args.protocol == "HTTP/1.1",
+        server: ServerInfo {
+            protocol,
+            software: Some(SERVER),
+        },
         timeout,
         sendfile: !args.no_sendfile,
         cgi: args.cgi,
         limits: Limits::default(),
     });
-    let mut pool = ThreadPool::new(args.threads, config)?;
     // ANCHOR: accept_loop
-    loop {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                trace!(
-                    "accept({}) -> fd {} from {peer}",
-                    LISTENER_FD.load(Ordering::Relaxed),
-                    stream.as_raw_fd()
-                );
-                pool.execute(stream, peer)?;
-            }
-            Err(_) if STOPPING.load(Ordering::SeqCst) => break,
-            // Out of fds, a connection reset before we took it: log, go on.
-            Err(err) => {
-                eprintln!("accept: {err}");
-                thread::sleep(Duration::from_millis(10));
-            }
-        }
-    }
-    // Dropping the sender ends each worker's loop once the queue is empty;
-    // joining waits for the requests in flight to finish.
-    pool.join();
-    trace!("all workers done; exit(0)");
+    // TODO(ex04): start a `ThreadPool` of `args.threads` workers (ladder::pool).
+    //   Then loop: accept(2) a connection and hand the pool a job that serves
+    //   it: a `move` closure owning the stream, the peer and an `Arc::clone` of
+    //   `config`, calling `serve`. When accept fails with STOPPING set, leave
+    //   the loop; then drop the pool, which finishes the queued jobs and joins
+    //   the workers, and return Ok(()) so that main exits 0.
+    //   Read first: lessons/04-http-server.md, "The pool".
+    todo!("ex04: accept, hand each connection to the pool, drop the pool")
     // ANCHOR_END: accept_loop
-    Ok(())
 }
 
 /// `--timeout SECS` as a Duration; 0 means none. A negative, NaN or
@@ -226,88 +221,16 @@ fn header_timeout(secs: f64) -> io::Result<Option<Duration>> {
     Duration::try_from_secs_f64(secs).map(Some).map_err(bad)
 }
 
-/// An accepted connection, waiting for a worker.
-type Job = (TcpStream, SocketAddr);
-
-/// A fixed set of threads taking connections from one channel.
-///
-/// `mpsc` has many senders but one receiver, so the workers share the
-/// receiver behind a `Mutex`: whoever holds the lock waits in `recv`, and
-/// the others wait for the lock. Each job is taken by exactly one worker.
-struct ThreadPool {
-    sender: Option<mpsc::Sender<Job>>,
-    workers: Vec<JoinHandle<()>>,
-    config: Arc<Config>,
-    /// `--threads 0`: no pool, a new thread per connection.
-    per_connection: bool,
-}
-
-impl ThreadPool {
-    // ANCHOR: thread_pool
-    fn new(size: usize, config: Arc<Config>) -> io::Result<ThreadPool> {
-        // TODO(ex04): one mpsc channel of Jobs; its receiver shared by the workers
-        //   behind Arc<Mutex<..>>; `size` threads (thread::Builder, named
-        //   "worker N") each running `worker_loop`. `--threads 0` (size 0) starts
-        //   none: `execute` then spawns a thread per connection.
-        todo!("ex04: start the workers")
-    }
-    // ANCHOR_END: thread_pool
-
-    /// Hand a connection to the pool (or, with `--threads 0`, to a new thread).
-    ///
-    /// The channel is unbounded: when every worker is busy, accepted
-    /// connections wait in it, each holding only a file descriptor. In
-    /// production, a bounded queue (`sync_channel`) would make the accept
-    /// loop stop accepting, leaving the waiting in the kernel's backlog.
-    fn execute(&mut self, stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
-        if self.per_connection {
-            // Forget threads that have finished, so the list does not grow.
-            self.workers.retain(|worker| !worker.is_finished());
-            let config = Arc::clone(&self.config);
-            let worker = thread::Builder::new().spawn(move || serve(stream, peer, &config))?;
-            self.workers.push(worker);
-            return Ok(());
-        }
-        let sender = self.sender.as_ref().expect("the sender lives until join");
-        // A send fails only if every worker is gone, which `worker_loop`
-        // never allows (it survives a panicking connection).
-        sender
-            .send((stream, peer))
-            .map_err(|_| io::Error::other("every worker thread has exited"))
-    }
-
-    /// Close the channel and wait for every worker to finish.
-    fn join(&mut self) {
-        drop(self.sender.take());
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
-    }
-}
-
-// ANCHOR: worker_loop
-fn worker_loop(id: usize, receiver: &Mutex<mpsc::Receiver<Job>>, config: &Config) {
-    // TODO(ex04): loop: take the next (stream, peer) from the channel, then
-    //   `serve` it. Release the lock before serving! When recv fails (the
-    //   sender was dropped and the queue is empty), return.
-    todo!("ex04: take a connection, serve it, repeat")
-}
-// ANCHOR_END: worker_loop
-
-/// Serve one connection; whatever goes wrong ends that connection only.
+// ANCHOR: serve
+/// One job for the pool: serve one connection; whatever goes wrong ends
+/// that connection only (and a panic, the pool catches: it costs the job).
 fn serve(stream: TcpStream, peer: SocketAddr, config: &Config) {
-    let fd = stream.as_raw_fd();
-    // A bug must cost one connection, not a worker: catch a panic here and
-    // the thread lives on to serve the next client.
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        serve_connection(stream, peer, config)
-    }));
-    match outcome {
-        Ok(Ok(())) => trace!("close({fd})"),
-        Ok(Err(err)) => trace!("close({fd}) after error: {err}"),
-        Err(_) => eprintln!("connection from {peer}: handler panicked; connection dropped"),
-    }
+    // TODO(ex04): answer requests on this connection with `serve_connection`.
+    //   An error ends this connection only: trace it, never panic or return it.
+    //   (Optional, for --trace: which worker took it, thread::current().name().)
+    todo!("ex04: serve one connection")
 }
+// ANCHOR_END: serve
 
 /// How long one read waits before `read_head` checks the deadline and the
 /// shutdown flag again.
@@ -349,10 +272,8 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, config: &Config) ->
             // error format and close, since we cannot know where the next
             // request would start.
             Head::Rejected(rejection) => {
-                let line = first_line(&buf);
-                let reply = static_files::error_reply(rejection.status, rejection.detail, false);
-                send_reply(&mut stream, reply, false, config)?;
-                ladder::log::access(peer, &line, rejection.status, None);
+                send_reply(&mut stream, rejection.to_response(), None, false, config)?;
+                ladder::log::access(peer, &first_line(&buf), rejection.status, None);
                 return lingering_close(stream);
             }
         };
@@ -361,8 +282,9 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, config: &Config) ->
         // `--cgi`: scripts under /cgi-bin/ and /htbin/ answer for themselves
         // (lesson 03's runner writes the response); they may read a body.
         if config.cgi && is_cgi(&request) {
-            let keep_alive =
-                config.http11 && request.keep_alive() && !STOPPING.load(Ordering::SeqCst);
+            let keep_alive = config.server.protocol == http::Version::Http11
+                && request.keep_alive()
+                && !STOPPING.load(Ordering::SeqCst);
             if run_cgi(&mut stream, &mut buf, request, peer, config, keep_alive)? {
                 stream.set_read_timeout(Some(SLICE))?; // read_body changed it
                 continue;
@@ -375,25 +297,18 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, config: &Config) ->
             request.body_framing(&config.limits),
             Ok(http::BodyFraming::Empty)
         );
-        // Under -p HTTP/1.0 (Python's default) a connection carries one
-        // request, whatever the client asks for; under HTTP/1.1 the client
-        // decides (RFC 9112 §9.3), unless we are shutting down.
-        let keep_alive =
-            config.http11 && request.keep_alive() && !has_body && !STOPPING.load(Ordering::SeqCst);
         // What to answer is decided without touching the socket.
-        let reply = if config.cgi && request.method == "POST" {
+        let response = if config.cgi && request.method == "POST" {
             // Python's CGIHTTPRequestHandler: POST means "run a script".
-            static_files::error_reply(501, "Can only POST to CGI scripts", false)
+            Response::error(501, "Can only POST to CGI scripts")
         } else {
             static_files::respond(&config.root, &request)
         };
-        let status = reply.status();
-        // Error replies close the connection even when keep-alive was on.
-        let close = reply.close || !keep_alive;
-        send_reply(&mut stream, reply, keep_alive, config)?;
+        let status = response.status;
+        let plan = send_reply(&mut stream, response, Some(&request), !has_body, config)?;
         // Python logs `-` for the size, so do we.
         ladder::log::access(peer, &request.request_line(), status, None);
-        if close {
+        if !plan.keep_alive {
             return if has_body {
                 lingering_close(stream)
             } else {
@@ -410,49 +325,87 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, config: &Config) ->
 /// one byte every few seconds (slowloris) is cut off as surely as a silent
 /// one. Reads wait in short slices so a shutdown is noticed between them.
 fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, config: &Config) -> io::Result<Head> {
-    // TODO(ex04): loop until `buf` holds a whole head: first parse what is
-    //   already there (http::parse_request: Complete -> Head::Request,
-    //   Err -> Head::Rejected, Partial -> read more). One deadline for the
-    //   whole head (config.timeout); reads wait at most SLICE (the socket's
-    //   read timeout) so a shutdown (STOPPING, nothing received) is noticed.
-    //   Deadline passed: nothing received -> Head::Closed, half a head -> 408.
-    todo!("ex04: read until a whole head, within --timeout")
+    let deadline = config.timeout.map(|t| Instant::now() + t);
+    let mut chunk = [0u8; 8 * 1024];
+    loop {
+        // Bytes left over from the previous request may already hold this one.
+        if !buf.is_empty() {
+            match http::parse_request(buf, &config.limits) {
+                Ok(Parsed::Complete { request, consumed }) => {
+                    return Ok(Head::Request { request, consumed });
+                }
+                Ok(Parsed::Partial) => {}
+                Err(rejection) => return Ok(Head::Rejected(rejection)),
+            }
+        } else if STOPPING.load(Ordering::SeqCst) {
+            return Ok(Head::Closed("shutting down between requests"));
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            return Ok(if buf.is_empty() {
+                Head::Closed("idle past --timeout")
+            } else {
+                Head::Rejected(Rejection::new(408, "Request head not received in time"))
+            });
+        }
+        // The socket's read timeout is SLICE (set once per connection, one
+        // setsockopt(2) saved per request); only a last, shorter slice
+        // before the deadline needs its own.
+        let slice = left.unwrap_or(SLICE).min(SLICE);
+        if slice < SLICE {
+            stream.set_read_timeout(Some(slice))?;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(Head::Closed("client closed the connection")),
+            Ok(n) => {
+                trace!("read({}) -> {n} bytes", stream.as_raw_fd());
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
 }
 // ANCHOR_END: read_head
 
 // ANCHOR: send_reply
-/// Write the head, then the body. A file body goes out with sendfile(2):
-/// the kernel copies from the page cache to the socket, and the bytes never
+/// Write the head as `Response::plan` settles it (the length; no body for
+/// HEAD; keep-alive as RFC 9112 §9.3 says, never under `-p HTTP/1.0`, nor
+/// while we shut down), then the body. A file goes out with sendfile(2): the
+/// kernel copies from the page cache to the socket, and the bytes never
 /// enter this process (`--no-sendfile` shows the read+write way beside it).
 fn send_reply(
     stream: &mut TcpStream,
-    mut reply: Reply,
-    keep_alive: bool,
+    response: Response,
+    request: Option<&Request>,
+    may_keep_alive: bool,
     config: &Config,
-) -> io::Result<()> {
-    if !config.http11 {
-        reply.head.protocol = "HTTP/1.0"; // Python answers in its -p protocol
-    }
-    reply
-        .head
-        .headers
-        .insert(0, ("Server".into(), SERVER.into()));
-    let head = reply.render_head(keep_alive);
-    match reply.body {
+) -> io::Result<Plan> {
+    let may_keep_alive = may_keep_alive && !STOPPING.load(Ordering::SeqCst);
+    let plan = response.plan(request, &config.server, may_keep_alive);
+    let mut head = Vec::with_capacity(256);
+    response.write_head(&plan, &config.server, &mut head);
+    match response.body {
         // Head and body in one write(2): one packet for a small page.
-        Body::Empty => stream.write_all(&head),
-        Body::Bytes(body) => stream.write_all(&[head, body].concat()),
-        Body::File { file, len } => {
+        Body::Bytes(body) if plan.send_body => stream.write_all(&[head, body].concat())?,
+        Body::File { file, len } if plan.send_body => {
             // MSG_MORE: hold the head back until the file's first bytes join
             // it, so a small response leaves in one packet.
             send_more(stream, &head)?;
             if config.sendfile {
-                send_file(stream, &file, len)
+                send_file(stream, &file, len)?;
             } else {
-                copy_file(stream, file, len)
+                copy_file(stream, file, len)?;
             }
         }
+        _ => stream.write_all(&head)?,
     }
+    Ok(plan)
 }
 // ANCHOR_END: send_reply
 
@@ -490,32 +443,26 @@ fn send_file(stream: &TcpStream, file: &std::fs::File, len: u64) -> io::Result<(
         let count = usize::try_from(left).unwrap_or(usize::MAX).min(1 << 30);
         // ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
         match nix::sys::sendfile::sendfile(stream, file, Some(&mut offset), count) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "file shrank while being sent",
-                ));
-            }
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, SHRANK)),
             Ok(n) => {
-                trace!(
-                    "sendfile({}, {}) -> {n} bytes",
-                    stream.as_raw_fd(),
-                    file.as_raw_fd()
-                );
+                let (to, from) = (stream.as_raw_fd(), file.as_raw_fd());
+                trace!("sendfile({to}, {from}) -> {n} bytes");
                 left -= n as u64;
             }
             Err(nix::errno::Errno::EINTR) => {}
             Err(nix::errno::Errno::EAGAIN) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "client stopped reading",
-                ));
+                let why = "client stopped reading";
+                return Err(io::Error::new(io::ErrorKind::TimedOut, why));
             }
             Err(err) => return Err(err.into()),
         }
     }
     Ok(())
 }
+
+/// A file truncated while we send it: the Content-Length announced is a lie
+/// now, and closing the connection is the only way to tell the client.
+const SHRANK: &str = "file shrank while being sent";
 
 /// The user-space way: read(2) a block of the file into a buffer, write(2)
 /// it to the socket, repeat. Every byte crosses into this process and back
@@ -528,10 +475,7 @@ fn copy_file(stream: &mut TcpStream, mut file: std::fs::File, len: u64) -> io::R
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         let n = match file.read(&mut buf[..want]) {
-            Ok(0) => {
-                let why = "file shrank while being sent";
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, why));
-            }
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, SHRANK)),
             Ok(n) => n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => return Err(err),
@@ -587,12 +531,12 @@ fn run_cgi(
     config: &Config,
     keep_alive: bool,
 ) -> io::Result<bool> {
-    let line = request.request_line();
-    let head_only = request.method == "HEAD";
+    // The request as asked, for the log and for an error page (a local
+    // redirect below turns `request` into a GET for another path).
+    let asked = request.clone();
     let refuse = |stream: &mut TcpStream, rejection: Rejection| {
-        let reply = static_files::error_reply(rejection.status, rejection.detail, head_only);
-        send_reply(stream, reply, false, config)?;
-        ladder::log::access(peer, &line, rejection.status, None);
+        send_reply(stream, rejection.to_response(), Some(&asked), false, config)?;
+        ladder::log::access(peer, &asked.request_line(), rejection.status, None);
         Ok(false)
     };
     if let Err(rejection) = request.check_method(&["GET", "HEAD", "POST"]) {
@@ -600,7 +544,8 @@ fn run_cgi(
     }
     // Python says `100 Continue` only under -p HTTP/1.1; so do we.
     stream.set_read_timeout(config.timeout)?;
-    let body = match cgi::read_body(stream, buf, &request, &config.limits, config.http11)? {
+    let http11 = config.server.protocol == http::Version::Http11;
+    let body = match cgi::read_body(stream, buf, &request, &config.limits, http11)? {
         Ok(body) => body,
         Err(rejection) => return refuse(stream, rejection),
     };
@@ -617,11 +562,11 @@ fn run_cgi(
     for _ in 0..5 {
         let path = static_files::one_leading_slash(request.path()).to_string();
         if !is_cgi(&request) {
-            let reply = static_files::respond(&config.root, &request);
-            let (status, close) = (reply.status(), reply.close);
-            send_reply(stream, reply, keep_alive, config)?;
-            ladder::log::access(peer, &line, status, None);
-            return Ok(keep_alive && !close);
+            let response = static_files::respond(&config.root, &request);
+            let status = response.status;
+            let plan = send_reply(stream, response, Some(&request), true, config)?;
+            ladder::log::access(peer, &asked.request_line(), status, None);
+            return Ok(plan.keep_alive);
         }
         let prefix = if path.starts_with("/htbin/") {
             "/htbin"
@@ -639,7 +584,7 @@ fn run_cgi(
                 bytes,
                 keep_alive,
             } => {
-                ladder::log::access(peer, &line, status, Some(bytes));
+                ladder::log::access(peer, &asked.request_line(), status, Some(bytes));
                 return Ok(keep_alive);
             }
             cgi::Outcome::LocalRedirect(location) => {

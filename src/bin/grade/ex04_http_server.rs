@@ -1,8 +1,9 @@
 //! Exercise 04: the `python3 -m http.server` clone on a thread pool
 //! (`lesson04_http_server`).
 //!
-//! The holes are the pool, the worker loop, the header deadline and the
-//! shutdown signal; the path rules come from `ladder::static_files`. The
+//! The holes are the accept loop that hands connections to the pool
+//! (`ladder::pool`), the job that serves one, and the shutdown signal; the
+//! path rules come from `ladder::static_files`. The
 //! stages still check the whole contract, traversal included, because a
 //! solution that answers requests some other way must not leak either.
 //! Every stage serves a small site made in a fresh temp dir: `www/` (the
@@ -26,14 +27,16 @@ pub const EXERCISE: Exercise = Exercise {
         Stage {
             name: "serves_a_file",
             title: "GET /hello.txt gets 200, the file's bytes and its Content-Length",
-            hint: "lessons/04-http-server.md, \"The pool\": `ThreadPool::new` starts the \
-                   workers, `worker_loop` takes connections off the channel and calls `serve`",
+            hint: "lessons/04-http-server.md, \"The pool\": the accept loop hands each \
+                   connection to `pool.execute` as a job (a `move` closure calling `serve`), \
+                   and `serve` answers it with `serve_connection`",
             run: serves_a_file,
         },
         Stage {
             name: "lists_a_directory",
             title: "GET / gets Python's directory listing",
-            hint: "static_files::respond builds it; a worker must hand it every request",
+            hint: "static_files::respond builds it; `serve` must hand the connection to \
+                   `serve_connection`, which asks it for every request",
             run: lists_a_directory,
         },
         Stage {
@@ -46,43 +49,44 @@ pub const EXERCISE: Exercise = Exercise {
         Stage {
             name: "refuses_symlink_out",
             title: "a symlink leading outside the root is refused (403), one inside is served",
-            hint: "static_files::resolve canonicalizes and checks the prefix; do not open \
-                   paths yourself",
+            hint: "static_files::resolve opens every path beneath the root (openat2, \
+                   RESOLVE_BENEATH); do not open paths yourself",
             run: refuses_symlink_out,
         },
         Stage {
             name: "serves_while_busy",
             title: "with --threads 4, three clients are served while a fourth sends half a head",
-            hint: "`worker_loop` must release the channel's lock before serving: take the \
-                   connection in one statement, then serve it (the Rust Book's `while let` trap)",
+            hint: "the accept loop must hand each connection to the pool and go straight \
+                   back to accept(2); serving it on the main thread serves one client at a time",
             run: serves_while_busy,
         },
         Stage {
             name: "silent_client_timeout",
             title: "with --threads 1 --timeout 1, a silent client is dropped and the next one served",
-            hint: "`read_head`: one deadline for the whole head; when it passes, return \
-                   Head::Closed (nothing received) or a 408 Rejection (half a head)",
+            hint: "`read_head` gives up on a silent client at --timeout; `serve` must then \
+                   return, so that the only worker takes the next job",
             run: silent_client_timeout,
         },
         Stage {
             name: "keep_alive_http11",
             title: "with -p HTTP/1.1, two requests on one connection get two answers",
-            hint: "`read_head` must first try to parse what is already in `buf` (a pipelined \
-                   request), and return Head::Request with how much the head consumed",
+            hint: "`serve` must give the whole connection to `serve_connection`, which \
+                   answers request after request while the client keeps it open",
             run: keep_alive_http11,
         },
         Stage {
             name: "graceful_shutdown",
             title: "SIGTERM during a large download: the download completes, then exit 0",
             hint: "`on_signal`: set STOPPING and shutdown(2) the listening socket, so accept \
-                   returns; then drop the sender and join the workers (see `run`)",
+                   returns; then leave the loop and drop the pool, which finishes the jobs in \
+                   flight and joins the workers",
             run: graceful_shutdown,
         },
         Stage {
             name: "sigterm_exits_0",
             title: "SIGTERM with no client ends it with exit status 0",
-            hint: "a worker waiting in `recv` wakes when the sender is dropped; a worker \
-                   waiting for a head notices STOPPING between its short reads",
+            hint: "when accept fails with STOPPING set, break out of the loop, drop the pool \
+                   and return Ok(()): `main` turns that into exit status 0",
             run: sigterm_exits_0,
         },
     ],
