@@ -186,14 +186,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, Rejection> {
             0 => Version::Http10,
             _ => Version::Http11,
         },
-        headers: parsed
-            .headers
-            .iter()
-            .map(|h| Header {
-                name: h.name.to_string(),
-                value: h.value.to_vec(),
-            })
-            .collect(),
+        headers: owned_headers(parsed.headers),
     };
     // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status
     // code to any HTTP/1.1 request message that lacks a Host header field and
@@ -391,9 +384,7 @@ impl Request {
 
     /// The first value of header `name` as text, if present and valid UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.values(name)
-            .next()
-            .and_then(|v| std::str::from_utf8(v).ok())
+        header_text(&self.headers, name)
     }
 
     /// The path part of the target (before `?`), still percent-encoded.
@@ -1051,14 +1042,7 @@ pub fn parse_response(buf: &[u8]) -> std::io::Result<Option<(ResponseHeadIn, usi
         },
         status: parsed.code.expect("complete parse has a status"),
         reason: parsed.reason.unwrap_or_default().to_string(),
-        headers: parsed
-            .headers
-            .iter()
-            .map(|h| Header {
-                name: h.name.to_string(),
-                value: h.value.to_vec(),
-            })
-            .collect(),
+        headers: owned_headers(parsed.headers),
     };
     Ok(Some((head, consumed)))
 }
@@ -1071,9 +1055,7 @@ impl ResponseHeadIn {
 
     /// The first value of header `name` as text, if present and valid UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.values(name)
-            .next()
-            .and_then(|v| std::str::from_utf8(v).ok())
+        header_text(&self.headers, name)
     }
 
     /// RFC 9112 §6.3, from the client's side: how the body after this head
@@ -1111,6 +1093,24 @@ impl ResponseHeadIn {
     pub fn keep_alive(&self) -> bool {
         keep_alive(&self.headers, self.version)
     }
+}
+
+/// httparse's borrowed headers, copied out of the read buffer.
+fn owned_headers(headers: &[httparse::Header<'_>]) -> Vec<Header> {
+    headers
+        .iter()
+        .map(|h| Header {
+            name: h.name.to_string(),
+            value: h.value.to_vec(),
+        })
+        .collect()
+}
+
+/// The first value of header `name` as text, if present and valid UTF-8.
+fn header_text<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
+    header_values(headers, name)
+        .next()
+        .and_then(|v| std::str::from_utf8(v).ok())
 }
 
 /// Every value of header `name` in `headers`, case-insensitively.
