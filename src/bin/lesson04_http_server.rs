@@ -281,6 +281,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, config: &Config) -> io:
         .stop_when(&STOPPING)
         .sendfile(config.sendfile);
     loop {
+        // ANCHOR: next_request
         let deadline = config.timeout.map(|t| Instant::now() + t);
         let request = match conn.read_request(deadline)? {
             Got::Done(request) => request,
@@ -294,13 +295,14 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, config: &Config) -> io:
                 return Ok(());
             }
             // A malformed head is answered, and the connection closed: we
-            // cannot know where the next request would start. Silence past
-            // --timeout is not answered at all.
+            // cannot know where the next request would start. A client
+            // silent past --timeout is closed without a word.
             other => return conn.refuse(None, other),
         };
+        // ANCHOR_END: next_request
         // Once we are stopping, every answer says `Connection: close`.
         let may_keep_alive = !STOPPING.load(Ordering::SeqCst);
-        if config.cgi && cgi_dir(request.path()).is_some() {
+        let keep_alive = if config.cgi && cgi_dir(request.path()).is_some() {
             // The whole body first: the script is told CONTENT_LENGTH
             // (RFC 3875 §4.2). It gets a --timeout of its own.
             let body = match request.check_method(&["GET", "HEAD", "POST"]) {
@@ -311,29 +313,28 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, config: &Config) -> io:
                 Got::Done(body) => body,
                 other => return conn.refuse(Some(&request), other),
             };
-            if !serve_cgi(&mut conn, &request, &body, config, may_keep_alive)? {
+            serve_cgi(&mut conn, &request, &body, config, may_keep_alive)?
+        } else {
+            // We never read a body outside CGI: a request that carries one
+            // is the last on its connection.
+            let has_body = !matches!(request.body_framing(&config.limits), Ok(BodyFraming::Empty));
+            let response = if config.cgi && request.method == "POST" {
+                // Python's CGIHTTPRequestHandler: POST means "run a script".
+                Response::error(501, "Can only POST to CGI scripts")
+            } else {
+                static_files::respond(&config.root, &request)
+            };
+            let status = response.status;
+            let plan = conn.respond(Some(&request), response, may_keep_alive && !has_body)?;
+            // Python logs `-` for the size, so do we.
+            ladder::log::access(peer, &request.request_line(), status, None);
+            if has_body {
+                conn.lingering_close(); // so that the unread body cannot reset the answer
                 return Ok(());
             }
-            continue;
-        }
-        // We never read a body outside CGI, so a request that carries one
-        // is the last on its connection.
-        let has_body = !matches!(request.body_framing(&config.limits), Ok(BodyFraming::Empty));
-        let response = if config.cgi && request.method == "POST" {
-            // Python's CGIHTTPRequestHandler: POST means "run a script".
-            Response::error(501, "Can only POST to CGI scripts")
-        } else {
-            static_files::respond(&config.root, &request)
+            plan.keep_alive
         };
-        let status = response.status;
-        let plan = conn.respond(Some(&request), response, may_keep_alive && !has_body)?;
-        // Python logs `-` for the size, so do we.
-        ladder::log::access(peer, &request.request_line(), status, None);
-        if has_body {
-            conn.lingering_close(); // so that the unread body cannot reset the answer
-            return Ok(());
-        }
-        if !plan.keep_alive {
+        if !keep_alive {
             return Ok(());
         }
     }
