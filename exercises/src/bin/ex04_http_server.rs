@@ -351,23 +351,16 @@ fn serve_cgi(
         timeout: config.timeout.unwrap_or(Duration::from_secs(60)),
         log_tag: "lesson04",
     };
-    let script_for = |request: &Request| {
+    // Which script a path names, if any; asked again after a local redirect.
+    let script = |request: &Request| {
         let path = static_files::one_leading_slash(request.path());
         let Some(dir) = cgi_dir(path) else {
-            return Ok(None); // redirected out of the CGI directories
+            return Ok(None); // redirected out of the CGI directories: a file
         };
         cgi::resolve(path, dir, &config.root.path().join(&dir[1..])).map(Some)
     };
-    let static_file = |request: &Request| static_files::respond(&config.root, request);
-    let served = cgi::serve(
-        conn,
-        request,
-        body,
-        &gateway,
-        may_keep_alive,
-        script_for,
-        static_file,
-    )?;
+    let file = |request: &Request| static_files::respond(&config.root, request);
+    let served = cgi::serve(conn, request, body, &gateway, may_keep_alive, script, file)?;
     // The request line the client sent, whatever the redirects.
     let line = request.request_line();
     ladder::log::access(gateway.peer, &line, served.status, served.bytes);
