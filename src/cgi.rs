@@ -26,7 +26,7 @@
 use std::borrow::Cow;
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
@@ -40,8 +40,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::connection::{Connection, Got};
-use crate::http::{Body, Limits, Rejection, Request, Response, ServerInfo, Target, Version};
+use crate::connection::Connection;
+use crate::http::{Body, Rejection, Request, Response, Target};
 use crate::trace;
 
 /// Percent-decoding lives in `ladder::http`; re-exported for the callers of
@@ -168,41 +168,6 @@ pub fn resolve(url_path: &str, prefix: &str, cgi_dir: &Path) -> Result<ScriptTar
     })
 }
 // ANCHOR_END: resolve
-
-/// Rung 4's way to collect a body, until it drives a
-/// [`Connection`]: the caller's socket and buffer, lent to one for the call.
-/// `send_continue`: answer `Expect: 100-continue` (only an HTTP/1.1 server
-/// may). The read timeout set on `stream` bounds the whole body.
-pub fn read_body(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    request: &Request,
-    limits: &Limits,
-    send_continue: bool,
-) -> io::Result<Result<Vec<u8>, Rejection>> {
-    let protocol = if send_continue {
-        Version::Http11
-    } else {
-        Version::Http10
-    };
-    let server = ServerInfo {
-        protocol,
-        software: None,
-    };
-    let deadline = stream.read_timeout()?.map(|t| Instant::now() + t);
-    let mut conn = Connection::new(stream.try_clone()?, stream.peer_addr()?, *limits)
-        .server(server)
-        .trace_io(false);
-    conn.swap_buffer(buf);
-    let got = conn.read_body(request, deadline);
-    conn.swap_buffer(buf);
-    match got? {
-        Got::Done(body) => Ok(Ok(body)),
-        Got::Rejected(rejection) => Ok(Err(rejection)),
-        Got::TimedOut => Err(io::ErrorKind::TimedOut.into()),
-        Got::Idle | Got::Closed(_) => Err(io::ErrorKind::UnexpectedEof.into()),
-    }
-}
 
 // ANCHOR: meta_variables
 /// The environment of the script: RFC 3875 §4.1, one variable per item.
@@ -632,21 +597,6 @@ pub fn redirected(request: &Request, location: &str) -> Request {
     next
 }
 // ANCHOR_END: redirected
-
-/// Rung 4's way to run a script, until it calls [`serve`]: the response is
-/// written to `out` as an HTTP/1.1 server without a `Server` header would.
-pub fn run(
-    request: &Request,
-    body: &[u8],
-    script: &ScriptTarget,
-    gateway: &Gateway,
-    keep_alive: bool,
-    out: &mut TcpStream,
-) -> io::Result<Outcome> {
-    let mut conn =
-        Connection::new(out.try_clone()?, gateway.peer, Limits::default()).trace_io(false);
-    run_script(&mut conn, request, body, script, gateway, keep_alive)
-}
 
 // ANCHOR: run
 /// Run `script` once for `request` and write the HTTP response to `conn`,

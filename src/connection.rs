@@ -462,13 +462,6 @@ impl Connection {
     } // dropping `self` closes the socket
     // ANCHOR_END: lingering_close
 
-    /// Lend the unread bytes to `buf` and take `buf`'s: for `ladder::cgi`'s
-    /// compatibility path, which reads a body for a caller that keeps its own
-    /// buffer (rung 4, until it drives a `Connection`).
-    pub(crate) fn swap_buffer(&mut self, buf: &mut Vec<u8>) {
-        std::mem::swap(&mut self.buf, buf);
-    }
-
     /// write(2) all of `bytes`, narrated.
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes)?;
@@ -494,6 +487,7 @@ impl Connection {
         Ok(())
     }
 
+    // ANCHOR: send_file
     /// `len` bytes of `file` from its start: sendfile(2), or read + write.
     ///
     /// sendfile copies from the page cache to the socket inside the kernel;
@@ -533,6 +527,7 @@ impl Connection {
         }
         Ok(())
     }
+    // ANCHOR_END: send_file
 
     /// The user-space way: read(2) a block of the file, write(2) it to the
     /// socket, repeat. Every byte crosses into this process and back out.

@@ -860,6 +860,12 @@ fn cgi_site() -> Fixture {
         fs::write(&path, text).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
     }
+    // Lesson 03's fixtures, shared so both rungs are held to the same cases
+    // (fs::copy keeps the executable bit).
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cgi-bin");
+    for name in ["redirect-post.sh", "show-method.sh", "custom-status.sh"] {
+        fs::copy(shared.join(name), bin.join(name)).unwrap();
+    }
     fixture
 }
 
@@ -913,11 +919,9 @@ fn cgi_scripts_run_with_the_flag_and_are_files_without_it() {
 }
 
 /// A script's answer speaks the server's `-p` version and carries its
-/// `Server` header, like every static answer. Today `ladder::cgi` writes its
-/// own head (always HTTP/1.1, no `Server`); it passes once the CGI runner
-/// answers through `Response::write_head` with rung 4's `ServerInfo`.
+/// `Server` header, like every static answer: the CGI runner answers
+/// through `Response::write_head` with rung 4's `ServerInfo`.
 #[test]
-#[ignore = "needs ladder::cgi to write its head with the rung's ServerInfo (issue 10, items 2-3)"]
 fn cgi_answers_honour_protocol_and_server() {
     let fixture = cgi_site();
     for (flags, version) in [(&[][..], "HTTP/1.0"), (&["-p", "HTTP/1.1"][..], "HTTP/1.1")] {
@@ -941,4 +945,71 @@ fn cgi_answers_honour_protocol_and_server() {
             hello.head
         );
     }
+}
+
+/// Pins RFC 3875 §6.2.2 on rung 4 as on rung 3: a local redirect in answer
+/// to a POST is served as a GET, without the body and without
+/// CONTENT_LENGTH. (Rung 4 once passed both on to the redirected GET.)
+#[test]
+fn a_redirected_post_becomes_a_get_without_the_body() {
+    let fixture = cgi_site();
+    let server = start(&fixture.root(), &["--cgi", "-p", "HTTP/1.1"]);
+    let post = |script: &str| {
+        let raw = format!(
+            "POST /cgi-bin/{script} HTTP/1.1\r\nHost: h\r\nContent-Type: \
+             application/x-www-form-urlencoded\r\nContent-Length: 8\r\n\
+             Connection: close\r\n\r\nname=Ada"
+        );
+        ask(&server, &raw)
+    };
+    let redirected = post("redirect-post.sh");
+    assert_eq!(redirected.status, 200, "{}", redirected.head);
+    assert_eq!(
+        String::from_utf8_lossy(&redirected.body),
+        "GET CONTENT_LENGTH=unset stdin=\n"
+    );
+    // The same script, asked directly, does see the POST and its body.
+    let direct = post("show-method.sh");
+    assert_eq!(
+        String::from_utf8_lossy(&direct.body),
+        "POST CONTENT_LENGTH=8 stdin=name=Ada\n"
+    );
+    common::assert_no_panic(&server);
+}
+
+/// Pins RFC 3875 §6.3.3 on rung 4: the script's own reason phrase reaches
+/// the status line, in the `-p` version.
+#[test]
+fn a_cgi_status_keeps_its_reason_phrase() {
+    let fixture = cgi_site();
+    let server = start(&fixture.root(), &["--cgi"]);
+    let response = get(&server, "/cgi-bin/custom-status.sh");
+    assert!(
+        response.head.starts_with("HTTP/1.0 299 Custom Thing\r\n"),
+        "{}",
+        response.head
+    );
+    assert_eq!(response.header("x-kept"), Some("yes"));
+    assert!(response.header("upgrade").is_none(), "{}", response.head);
+    assert_eq!(response.body, b"fine\n");
+}
+
+/// Pins RFC 9112 §3.2.2 for HTTP/1.1 with a Host: an absolute-form target
+/// names a file or a script by its path, like the origin form.
+#[test]
+fn an_absolute_form_target_is_served_by_its_path() {
+    let fixture = cgi_site();
+    let server = start(&fixture.root(), &["--cgi", "-p", "HTTP/1.1"]);
+    let ask11 = |target: &str| {
+        let raw = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        ask(&server, &raw)
+    };
+    let file = ask11("http://127.0.0.1/a.txt");
+    assert_eq!(
+        (file.status, file.body.as_slice()),
+        (200, b"hello, world!".as_slice())
+    );
+    let script = ask11("http://127.0.0.1/cgi-bin/hello.sh?x=1");
+    assert_eq!(script.status, 200, "{}", script.head);
+    assert_eq!(script.body, b"hello from GET x=1\n");
 }

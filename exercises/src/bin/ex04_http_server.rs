@@ -6,14 +6,18 @@
 //! it second); a fixed pool of worker threads fed through a channel (in
 //! `src/pool.rs`, read it third); a header-read timeout so a silent client
 //! cannot keep a thread forever; graceful shutdown that finishes the
-//! requests in flight; `sendfile(2)`.
+//! requests in flight; `sendfile(2)`, which the lesson reads in
+//! `src/connection.rs` (`send_file`).
 //!
-//! **From earlier lessons:** `ladder::http` (parse a request head, plan and
-//! write a response; lesson 02), `ladder::log` (the access log; lesson 02),
-//! `ladder::cgi` (running a script for `--cgi`; lesson 03), and the
-//! infrastructure every rung shares (`cli`, `trace`, `shutdown`).
+//! **From earlier lessons:** `ladder::connection` (read a request before a
+//! deadline, send the response, refuse, close; lesson 02), `ladder::http`
+//! (parse a request head, plan and write a response; lesson 02),
+//! `ladder::log` (the access log; lesson 02), `ladder::cgi` (running a
+//! script for `--cgi`; lesson 03), and the infrastructure every rung shares
+//! (`cli`, `trace`, `shutdown`).
 //!
-//! **Crates used:** clap (flags), nix (`shutdown(2)`, `send(2)`, `sendfile(2)`).
+//! **Crates used:** clap (flags), nix (`shutdown(2)`; `sendfile(2)` through
+//! `ladder::connection`).
 //!
 //! **Run:** `cargo run --bin lesson04_http_server -- 8004 -d /tmp/site`
 //! (the same arguments as `python3 -m http.server 8004 -d /tmp/site`).
@@ -23,9 +27,10 @@
 //! `--trace`; `-p HTTP/1.1` and `curl -v url url` (one connection, two requests).
 //!
 //! **Reading order:** `main` → `run` (accept loop) → `serve` →
-//! `serve_connection` → `read_head` → `send_reply`; then
-//! `ladder::static_files::respond` for what a request is answered with, and
-//! `ladder::pool` for the workers.
+//! `serve_connection` → `serve_cgi`; then `ladder::static_files::respond`
+//! for what a request is answered with, `ladder::pool` for the workers, and
+//! `Connection::read_request` and `Connection::respond` in
+//! `ladder::connection` for the socket.
 
 // The shape of the program, one thread per box:
 //
@@ -37,11 +42,11 @@
 //
 // Each worker owns one connection at a time and does everything for it with
 // blocking calls: read the head, resolve the path, write the response. The
-// code stays as simple as lesson 02's; the price is one thread per client
+// code stays as simple as lesson 02's, on the same `ladder::connection`; the price is one thread per client
 // being served, which is what "What breaks" in the lesson measures.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,7 +56,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ladder::http::{self, Body, Limits, Parsed, Plan, Rejection, Request, Response, ServerInfo};
+use ladder::connection::{Connection, Got};
+use ladder::http::{self, BodyFraming, Limits, Rejection, Request, Response, ServerInfo};
 use ladder::pool::ThreadPool;
 use ladder::static_files::{self, Root};
 use ladder::{cgi, cli, trace};
@@ -116,7 +122,7 @@ struct Config {
     timeout: Option<Duration>,
     /// `false` with `--no-sendfile`.
     sendfile: bool,
-    /// `--cgi`: requests under /cgi-bin/ and /htbin/ go to `run_cgi`.
+    /// `--cgi`: requests under /cgi-bin/ and /htbin/ go to `serve_cgi`.
     cgi: bool,
     /// Request-line and header limits (lesson 02's defaults).
     limits: Limits,
@@ -232,368 +238,134 @@ fn serve(stream: TcpStream, peer: SocketAddr, config: &Config) {
 }
 // ANCHOR_END: serve
 
-/// How long one read waits before `read_head` checks the deadline and the
-/// shutdown flag again.
-const SLICE: Duration = Duration::from_millis(250);
-
-/// What reading a request head came to.
-enum Head {
-    Request {
-        request: Request,
-        consumed: usize,
-    },
-    Rejected(Rejection),
-    /// The client closed, stayed silent too long, or we are shutting down.
-    Closed(&'static str),
-}
-
 /// Answer requests on one connection until it closes.
 ///
-/// One request at a time: read a head, answer it, and with keep-alive go
-/// round again. The buffer outlives each request because a client may send
-/// the next request before the first is answered (pipelining); those bytes
-/// are already in `buf` and must not be lost.
-fn serve_connection(mut stream: TcpStream, peer: SocketAddr, config: &Config) -> io::Result<()> {
+/// `ladder::connection` (lesson 02) does the reading and writing: it keeps
+/// the bytes that came after one request (the next one, pipelined), holds
+/// the whole head to one deadline, so that a client sending a byte every few
+/// seconds (slowloris) is cut off as surely as a silent one, looks at
+/// STOPPING between requests, and sends a file with sendfile(2).
+fn serve_connection(stream: TcpStream, peer: SocketAddr, config: &Config) -> io::Result<()> {
     // Small responses go out at once instead of waiting for an ACK (Nagle).
     stream.set_nodelay(true)?;
     // A client that stops reading our response must not hold a worker
     // forever either: SO_SNDTIMEO bounds each write.
     stream.set_write_timeout(config.timeout)?;
-    stream.set_read_timeout(Some(SLICE))?;
-    let mut buf = Vec::with_capacity(8 * 1024);
+    let mut conn = Connection::new(stream, peer, config.limits)
+        .server(config.server)
+        .stop_when(&STOPPING)
+        .sendfile(config.sendfile);
     loop {
-        let (request, consumed) = match read_head(&mut stream, &mut buf, config)? {
-            Head::Request { request, consumed } => (request, consumed),
-            Head::Closed(why) => {
-                trace!("fd {}: {why}", stream.as_raw_fd());
+        // ANCHOR: next_request
+        let deadline = config.timeout.map(|t| Instant::now() + t);
+        let request = match conn.read_request(deadline)? {
+            Got::Done(request) => request,
+            // Half a head when --timeout passed: 408, in Python's error page.
+            Got::TimedOut => {
+                let late = Rejection::new(408, "Request head not received in time");
+                return conn.refuse(None, Got::<()>::Rejected(late));
+            }
+            Got::Closed(why) => {
+                trace!("{why}");
                 return Ok(());
             }
-            // A malformed head, too long, or too slow: answer in Python's
-            // error format and close, since we cannot know where the next
-            // request would start.
-            Head::Rejected(rejection) => {
-                send_reply(&mut stream, rejection.to_response(), None, false, config)?;
-                ladder::log::access(peer, &first_line(&buf), rejection.status, None);
-                return lingering_close(stream);
-            }
+            // A malformed head is answered, and the connection closed: we
+            // cannot know where the next request would start. A client
+            // silent past --timeout is closed without a word.
+            other => return conn.refuse(None, other),
         };
-        // Keep only what follows this head: the start of the next request.
-        buf.drain(..consumed);
-        // `--cgi`: scripts under /cgi-bin/ and /htbin/ answer for themselves
-        // (lesson 03's runner writes the response); they may read a body.
-        if config.cgi && is_cgi(&request) {
-            let keep_alive = config.server.protocol == http::Version::Http11
-                && request.keep_alive()
-                && !STOPPING.load(Ordering::SeqCst);
-            if run_cgi(&mut stream, &mut buf, request, peer, config, keep_alive)? {
-                stream.set_read_timeout(Some(SLICE))?; // read_body changed it
-                continue;
+        // ANCHOR_END: next_request
+        // Once we are stopping, every answer says `Connection: close`.
+        let may_keep_alive = !STOPPING.load(Ordering::SeqCst);
+        let keep_alive = if config.cgi && cgi_dir(request.path()).is_some() {
+            // The whole body first: the script is told CONTENT_LENGTH
+            // (RFC 3875 §4.2). It gets a --timeout of its own.
+            let body = match request.check_method(&["GET", "HEAD", "POST"]) {
+                Ok(()) => conn.read_body(&request, config.timeout.map(|t| Instant::now() + t))?,
+                Err(rejection) => Got::Rejected(rejection),
+            };
+            let body = match body {
+                Got::Done(body) => body,
+                other => return conn.refuse(Some(&request), other),
+            };
+            serve_cgi(&mut conn, &request, &body, config, may_keep_alive)?
+        } else {
+            // We never read a body outside CGI: a request that carries one
+            // is the last on its connection.
+            let has_body = !matches!(request.body_framing(&config.limits), Ok(BodyFraming::Empty));
+            let response = if config.cgi && request.method == "POST" {
+                // Python's CGIHTTPRequestHandler: POST means "run a script".
+                Response::error(501, "Can only POST to CGI scripts")
+            } else {
+                static_files::respond(&config.root, &request)
+            };
+            let status = response.status;
+            let plan = conn.respond(Some(&request), response, may_keep_alive && !has_body)?;
+            // Python logs `-` for the size, so do we.
+            ladder::log::access(peer, &request.request_line(), status, None);
+            if has_body {
+                conn.lingering_close(); // so that the unread body cannot reset the answer
+                return Ok(());
             }
+            plan.keep_alive
+        };
+        if !keep_alive {
             return Ok(());
         }
-        // We never read request bodies outside CGI, so a request that
-        // carries one must be the last on this connection.
-        let has_body = !matches!(
-            request.body_framing(&config.limits),
-            Ok(http::BodyFraming::Empty)
-        );
-        // What to answer is decided without touching the socket.
-        let response = if config.cgi && request.method == "POST" {
-            // Python's CGIHTTPRequestHandler: POST means "run a script".
-            Response::error(501, "Can only POST to CGI scripts")
-        } else {
-            static_files::respond(&config.root, &request)
-        };
-        let status = response.status;
-        let plan = send_reply(&mut stream, response, Some(&request), !has_body, config)?;
-        // Python logs `-` for the size, so do we.
-        ladder::log::access(peer, &request.request_line(), status, None);
-        if !plan.keep_alive {
-            return if has_body {
-                lingering_close(stream)
-            } else {
-                Ok(())
-            };
-        }
     }
 }
 
-// ANCHOR: read_head
-/// Read until `buf` holds a whole request head, within `--timeout`.
+/// Python's CGIHTTPRequestHandler runs the scripts under these directories.
+const CGI_DIRS: [&str; 2] = ["/cgi-bin", "/htbin"];
+
+/// The CGI directory a request path is under, if any.
+fn cgi_dir(path: &str) -> Option<&'static str> {
+    let path = static_files::one_leading_slash(path);
+    CGI_DIRS.into_iter().find(|dir| {
+        path.strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
+/// `--cgi`: lesson 03's runner (`ladder::cgi::serve`) runs the script the
+/// path names and relays its answer, framed as this server speaks (`-p`,
+/// `Server`); a local redirect (`Location: /path`, RFC 3875 §6.2.2) is
+/// served as a GET without the body, by a script or as a static file.
+/// `Ok(true)`: the connection may carry another request.
 ///
-/// The deadline covers the whole head, not each read: a client that sends
-/// one byte every few seconds (slowloris) is cut off as surely as a silent
-/// one. Reads wait in short slices so a shutdown is noticed between them.
-fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, config: &Config) -> io::Result<Head> {
-    let deadline = config.timeout.map(|t| Instant::now() + t);
-    let mut chunk = [0u8; 8 * 1024];
-    loop {
-        // Bytes left over from the previous request may already hold this one.
-        if !buf.is_empty() {
-            match http::parse_request(buf, &config.limits) {
-                Ok(Parsed::Complete { request, consumed }) => {
-                    return Ok(Head::Request { request, consumed });
-                }
-                Ok(Parsed::Partial) => {}
-                Err(rejection) => return Ok(Head::Rejected(rejection)),
-            }
-        } else if STOPPING.load(Ordering::SeqCst) {
-            return Ok(Head::Closed("shutting down between requests"));
-        }
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if left == Some(Duration::ZERO) {
-            return Ok(if buf.is_empty() {
-                Head::Closed("idle past --timeout")
-            } else {
-                Head::Rejected(Rejection::new(408, "Request head not received in time"))
-            });
-        }
-        // The socket's read timeout is SLICE (set once per connection, one
-        // setsockopt(2) saved per request); only a last, shorter slice
-        // before the deadline needs its own.
-        let slice = left.unwrap_or(SLICE).min(SLICE);
-        if slice < SLICE {
-            stream.set_read_timeout(Some(slice))?;
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(Head::Closed("client closed the connection")),
-            Ok(n) => {
-                trace!("read({}) -> {n} bytes", stream.as_raw_fd());
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-}
-// ANCHOR_END: read_head
-
-// ANCHOR: send_reply
-/// Write the head as `Response::plan` settles it (the length; no body for
-/// HEAD; keep-alive as RFC 9112 §9.3 says, never under `-p HTTP/1.0`, nor
-/// while we shut down), then the body. A file goes out with sendfile(2): the
-/// kernel copies from the page cache to the socket, and the bytes never
-/// enter this process (`--no-sendfile` shows the read+write way beside it).
-fn send_reply(
-    stream: &mut TcpStream,
-    response: Response,
-    request: Option<&Request>,
+/// Python's CGIHTTPRequestHandler does the job more crudely: it always
+/// answers `200 Script output follows` and passes the script's output
+/// through, so a script's `Status:` header never reaches the client.
+fn serve_cgi(
+    conn: &mut Connection,
+    request: &Request,
+    body: &[u8],
+    config: &Config,
     may_keep_alive: bool,
-    config: &Config,
-) -> io::Result<Plan> {
-    let may_keep_alive = may_keep_alive && !STOPPING.load(Ordering::SeqCst);
-    let plan = response.plan(request, &config.server, may_keep_alive);
-    let mut head = Vec::with_capacity(256);
-    response.write_head(&plan, &config.server, &mut head);
-    match response.body {
-        // Head and body in one write(2): one packet for a small page.
-        Body::Bytes(body) if plan.send_body => stream.write_all(&[head, body].concat())?,
-        Body::File { file, len } if plan.send_body => {
-            // MSG_MORE: hold the head back until the file's first bytes join
-            // it, so a small response leaves in one packet.
-            send_more(stream, &head)?;
-            if config.sendfile {
-                send_file(stream, &file, len)?;
-            } else {
-                copy_file(stream, file, len)?;
-            }
-        }
-        _ => stream.write_all(&head)?,
-    }
-    Ok(plan)
-}
-// ANCHOR_END: send_reply
-
-/// The `Server` header; Python's says `SimpleHTTP/0.6 Python/3.11.7`.
-const SERVER: &str = concat!("ServerLadder/", env!("CARGO_PKG_VERSION"), " (lesson04)");
-
-/// send(2) with MSG_MORE until all of `bytes` is queued.
-fn send_more(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    use nix::sys::socket::{MsgFlags, send};
-    // nix names no MSG_MORE (Linux-only), so build the flag from libc's value.
-    let more = MsgFlags::from_bits_retain(nix::libc::MSG_MORE);
-    while !bytes.is_empty() {
-        // nix's send still takes a RawFd (it is moving to AsFd).
-        match send(stream.as_raw_fd(), bytes, more) {
-            Ok(n) => bytes = &bytes[n..],
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(err) => return Err(err.into()),
-        }
-    }
-    Ok(())
-}
-
-/// sendfile(2) until `len` bytes are sent.
-///
-/// We pass our own `offset`, which the kernel advances; the file's own
-/// position is left alone. One call may send less than asked (the socket
-/// buffer filled up), so we loop, like lesson 01's short writes. With
-/// `--timeout`, SO_SNDTIMEO makes a call that cannot progress fail with
-/// EAGAIN: a client that stopped reading is dropped instead of holding the
-/// worker forever.
-fn send_file(stream: &TcpStream, file: &std::fs::File, len: u64) -> io::Result<()> {
-    let mut offset: nix::libc::off_t = 0;
-    let mut left = len;
-    while left > 0 {
-        let count = usize::try_from(left).unwrap_or(usize::MAX).min(1 << 30);
-        // ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
-        match nix::sys::sendfile::sendfile(stream, file, Some(&mut offset), count) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, SHRANK)),
-            Ok(n) => {
-                let (to, from) = (stream.as_raw_fd(), file.as_raw_fd());
-                trace!("sendfile({to}, {from}) -> {n} bytes");
-                left -= n as u64;
-            }
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(nix::errno::Errno::EAGAIN) => {
-                let why = "client stopped reading";
-                return Err(io::Error::new(io::ErrorKind::TimedOut, why));
-            }
-            Err(err) => return Err(err.into()),
-        }
-    }
-    Ok(())
-}
-
-/// A file truncated while we send it: the Content-Length announced is a lie
-/// now, and closing the connection is the only way to tell the client.
-const SHRANK: &str = "file shrank while being sent";
-
-/// The user-space way: read(2) a block of the file into a buffer, write(2)
-/// it to the socket, repeat. Every byte crosses into this process and back
-/// out: two copies and two system calls per block, where sendfile needs one
-/// call and no copy through user space. (`io::copy` would not show this: on
-/// Linux, std quietly uses sendfile or splice itself when it can.)
-fn copy_file(stream: &mut TcpStream, mut file: std::fs::File, len: u64) -> io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut left = len;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = match file.read(&mut buf[..want]) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, SHRANK)),
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        };
-        stream.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
-    Ok(())
-}
-
-/// Close after an error without losing the response: if unread request
-/// bytes are still in our receive buffer, close(2) would send a reset, and
-/// the client could lose the response. So: stop sending (FIN), read and
-/// discard what arrives for a moment, then close (Apache's lingering close).
-fn lingering_close(mut stream: TcpStream) -> io::Result<()> {
-    stream.shutdown(Shutdown::Write)?;
-    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let mut sink = [0u8; 8 * 1024];
-    while Instant::now() < deadline {
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-    Ok(())
-}
-
-/// The request line for the log when the head did not parse. Capped, and
-/// lossily decoded: the log must not grow with a hostile request.
-fn first_line(buf: &[u8]) -> String {
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
-    line.chars().take(200).collect()
-}
-
-/// Python's CGIHTTPRequestHandler runs scripts under these directories.
-fn is_cgi(request: &Request) -> bool {
-    let path = static_files::one_leading_slash(request.path());
-    path.starts_with("/cgi-bin/") || path.starts_with("/htbin/")
-}
-
-/// `--cgi`: run the script a request names, with lesson 03's runner
-/// (`ladder::cgi`), and log it. `Ok(true)`: the connection may carry another
-/// request. Python's CGIHTTPRequestHandler does the same job more crudely:
-/// it always answers `200 Script output follows` and passes the script's
-/// output through, so a script's `Status:` header never reaches the client.
-fn run_cgi(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    mut request: Request,
-    peer: SocketAddr,
-    config: &Config,
-    keep_alive: bool,
 ) -> io::Result<bool> {
-    // The request as asked, for the log and for an error page (a local
-    // redirect below turns `request` into a GET for another path).
-    let asked = request.clone();
-    let refuse = |stream: &mut TcpStream, rejection: Rejection| {
-        send_reply(stream, rejection.to_response(), Some(&asked), false, config)?;
-        ladder::log::access(peer, &asked.request_line(), rejection.status, None);
-        Ok(false)
-    };
-    if let Err(rejection) = request.check_method(&["GET", "HEAD", "POST"]) {
-        return refuse(stream, rejection);
-    }
-    // Python says `100 Continue` only under -p HTTP/1.1; so do we.
-    stream.set_read_timeout(config.timeout)?;
-    let http11 = config.server.protocol == http::Version::Http11;
-    let body = match cgi::read_body(stream, buf, &request, &config.limits, http11)? {
-        Ok(body) => body,
-        Err(rejection) => return refuse(stream, rejection),
-    };
     let gateway = cgi::Gateway {
-        peer,
-        local: stream.local_addr()?,
+        peer: conn.peer(),
+        local: conn.stream().local_addr()?,
         server_software: SERVER.into(),
         document_root: config.root.path().to_path_buf(),
         timeout: config.timeout.unwrap_or(Duration::from_secs(60)),
         log_tag: "lesson04",
     };
-    // A script may answer with a local redirect (RFC 3875 §6.2.2): serve
-    // that path instead, as a GET, a few times at most.
-    for _ in 0..5 {
-        let path = static_files::one_leading_slash(request.path()).to_string();
-        if !is_cgi(&request) {
-            let response = static_files::respond(&config.root, &request);
-            let status = response.status;
-            let plan = send_reply(stream, response, Some(&request), true, config)?;
-            ladder::log::access(peer, &asked.request_line(), status, None);
-            return Ok(plan.keep_alive);
-        }
-        let prefix = if path.starts_with("/htbin/") {
-            "/htbin"
-        } else {
-            "/cgi-bin"
+    // Which script a path names, if any; asked again after a local redirect.
+    let script = |request: &Request| {
+        let path = static_files::one_leading_slash(request.path());
+        let Some(dir) = cgi_dir(path) else {
+            return Ok(None); // redirected out of the CGI directories: a file
         };
-        let dir = config.root.path().join(&prefix[1..]);
-        let script = match cgi::resolve(&path, prefix, &dir) {
-            Ok(script) => script,
-            Err(rejection) => return refuse(stream, rejection),
-        };
-        match cgi::run(&request, &body, &script, &gateway, keep_alive, stream)? {
-            cgi::Outcome::Responded {
-                status,
-                bytes,
-                keep_alive,
-            } => {
-                ladder::log::access(peer, &asked.request_line(), status, Some(bytes));
-                return Ok(keep_alive);
-            }
-            cgi::Outcome::LocalRedirect(location) => {
-                trace!("local redirect -> GET {location}");
-                request.method = "GET".into();
-                request.target = http::Target::parse("GET", &location)
-                    .expect("ladder::cgi redirects locally only to a /path");
-            }
-        }
-    }
-    refuse(stream, Rejection::new(500, "Too many local redirects"))
+        cgi::resolve(path, dir, &config.root.path().join(&dir[1..])).map(Some)
+    };
+    let file = |request: &Request| static_files::respond(&config.root, request);
+    let served = cgi::serve(conn, request, body, &gateway, may_keep_alive, script, file)?;
+    // The request line the client sent, whatever the redirects.
+    let line = request.request_line();
+    ladder::log::access(gateway.peer, &line, served.status, served.bytes);
+    Ok(served.keep_alive)
 }
+
+/// The `Server` header; Python's says `SimpleHTTP/0.6 Python/3.11.7`.
+const SERVER: &str = concat!("ServerLadder/", env!("CARGO_PKG_VERSION"), " (lesson04)");

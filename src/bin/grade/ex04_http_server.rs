@@ -63,8 +63,9 @@ pub const EXERCISE: Exercise = Exercise {
         Stage {
             name: "silent_client_timeout",
             title: "with --threads 1 --timeout 1, a silent client is dropped and the next one served",
-            hint: "`read_head` gives up on a silent client at --timeout; `serve` must then \
-                   return, so that the only worker takes the next job",
+            hint: "`conn.read_request` gives up on a silent client at --timeout and \
+                   `serve_connection` returns; `serve` must then return too, so that the only \
+                   worker takes the next job",
             run: silent_client_timeout,
         },
         Stage {
