@@ -10,7 +10,7 @@
 //! pick one, which is what the tests and the grader do.
 
 use std::io::{self, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 
 /// The flags every server rung honours. `RUNG` picks the default port.
 #[derive(clap::Args, Debug, Clone)]
@@ -61,6 +61,37 @@ pub fn announce_line(line: &str) -> io::Result<()> {
     let mut out = io::stdout().lock();
     writeln!(out, "{line}")?;
     out.flush()
+}
+
+/// Bind and listen on `addr`: std's `TcpListener::bind` does lesson 01's
+/// socket, setsockopt(SO_REUSEADDR), bind and listen in one call, with
+/// close-on-exec set. A failure says what to try next ([`bind_error`]).
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|err| bind_error(addr, err))
+}
+
+/// Turn a failed bind into a sentence that says what to do next, the same
+/// on every rung: `binding 127.0.0.1:8003: Address already in use (os error
+/// 98) — is another lesson03_cgi running? try --port 0`.
+pub fn bind_error(addr: SocketAddr, err: io::Error) -> io::Error {
+    let program = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|path| Some(path.file_name()?.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "the server".into());
+    let hint = match err.kind() {
+        io::ErrorKind::AddrInUse => {
+            format!(" — is another {program} running? try --port 0")
+        }
+        io::ErrorKind::PermissionDenied => {
+            " — ports below 1024 need root; try --port 0 or a port above 1023".into()
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            " — this machine has no such address; try --bind 127.0.0.1".into()
+        }
+        _ => String::new(),
+    };
+    io::Error::new(err.kind(), format!("binding {addr}: {err}{hint}"))
 }
 
 /// `http://127.0.0.1:8000/`, with IPv6 addresses in brackets.

@@ -114,7 +114,8 @@ fn listen_socket(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     trace!("setsockopt({}, SO_REUSEADDR, 1)", fd.as_raw_fd());
     // bind(2): int bind(int fd, const struct sockaddr *addr, socklen_t len);
-    bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|err| bind_error(addr, err))?;
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))
+        .map_err(|err| ladder::cli::bind_error(addr, err.into()))?;
     trace!("bind({}, {addr})", fd.as_raw_fd());
     // listen(2): int listen(int fd, int backlog);
     listen(&fd, Backlog::new(backlog)?)?;
@@ -127,18 +128,6 @@ fn listen_socket(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
 // connection lingers in TIME_WAIT for a minute. Without the option, bind()
 // refuses the port for that minute, and restarting the lesson fails with
 // "Address already in use". Python's socketserver sets it for the same reason.
-
-/// Turn a failed bind into a sentence that says what to do next.
-fn bind_error(addr: SocketAddr, err: Errno) -> io::Error {
-    let hint = match err {
-        Errno::EADDRINUSE => " — is another lesson01_echo running? try --port 0",
-        Errno::EACCES => " — ports below 1024 need root; try --port 8001",
-        Errno::EADDRNOTAVAIL => " — this machine has no such address; try --bind 127.0.0.1",
-        _ => "",
-    };
-    let err = io::Error::from(err); // prints "Address already in use (os error 98)"
-    io::Error::new(err.kind(), format!("binding {addr}: {err}{hint}"))
-}
 
 // The server proper: take the next connection from the kernel's queue, echo
 // until that client leaves, close, repeat. While `echo_loop` runs nobody

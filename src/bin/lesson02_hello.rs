@@ -25,7 +25,7 @@
 //! `respond` (→ `naive_respond`) → `reject` → `Connection::refuse`.
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::thread;
@@ -118,10 +118,12 @@ fn run(args: &Args) -> io::Result<()> {
         header_timeout: Duration::from_secs(args.header_timeout),
         naive: args.naive,
     };
-    // One call does lesson 01's socket + setsockopt(SO_REUSEADDR) + bind +
-    // listen(128), with close-on-exec set and EINTR retried for us.
+    // std's `TcpListener::bind`, behind `ladder::cli::listen`: one call does
+    // lesson 01's socket + setsockopt(SO_REUSEADDR) + bind + listen(128),
+    // with close-on-exec set and EINTR retried for us; a failure says what to
+    // try next, the same on every rung.
     let addr = args.listen.addr();
-    let listener = TcpListener::bind(addr).map_err(|err| bind_error(addr, err))?;
+    let listener = ladder::cli::listen(addr)?;
     ladder::cli::announce("http", listener.local_addr()?)?;
     // Iterative, like lesson 01: while `serve` runs, the next client waits in
     // the backlog. That is acceptable only because `serve` is bounded: one
@@ -143,17 +145,6 @@ fn run(args: &Args) -> io::Result<()> {
             }
         }
     }
-}
-
-/// Turn a failed bind into a sentence that says what to do next.
-fn bind_error(addr: SocketAddr, err: io::Error) -> io::Error {
-    let hint = match err.kind() {
-        io::ErrorKind::AddrInUse => " — is another lesson02_hello running? try --port 0",
-        io::ErrorKind::PermissionDenied => " — ports below 1024 need root; try --port 8002",
-        io::ErrorKind::AddrNotAvailable => " — no such address here; try --bind 127.0.0.1",
-        _ => "",
-    };
-    io::Error::new(err.kind(), format!("binding {addr}: {err}{hint}"))
 }
 
 // One connection = one request. The socket closes when `serve` returns and

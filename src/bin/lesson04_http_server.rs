@@ -46,7 +46,7 @@
 // being served, which is what "What breaks" in the lesson measures.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -177,9 +177,8 @@ fn run(args: Args) -> io::Result<()> {
     if let Some(port) = args.port_positional {
         addr.set_port(port);
     }
-    // std's bind sets SO_REUSEADDR, as lesson 01 did by hand.
-    let listener = TcpListener::bind(addr)
-        .map_err(|err| io::Error::new(err.kind(), format!("binding {addr}: {err}")))?;
+    // std's bind (inside ladder::cli::listen) sets SO_REUSEADDR, as lesson 01 did by hand.
+    let listener = ladder::cli::listen(addr)?;
     LISTENER_FD.store(listener.as_raw_fd(), Ordering::SeqCst);
     let local = listener.local_addr()?;
     // Python's words, with the real port; the tests find the URL in it.

@@ -110,7 +110,7 @@ fn listen_socket(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
     // TODO(ex01): make the listening socket, one system call at a time:
     //   socket(2) for addr's family (a stream socket, close-on-exec),
     //   setsockopt(SO_REUSEADDR), bind(2) to `addr` (turn its error into a
-    //   sentence with `bind_error`), listen(2) with `backlog`. Trace each call.
+    //   sentence with `ladder::cli::bind_error`), listen(2) with `backlog`. Trace each call.
     //   Read first: lessons/01-echo.md, "How it works".
     todo!("ex01: socket, setsockopt, bind, listen")
 }
@@ -120,18 +120,6 @@ fn listen_socket(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
 // connection lingers in TIME_WAIT for a minute. Without the option, bind()
 // refuses the port for that minute, and restarting the lesson fails with
 // "Address already in use". Python's socketserver sets it for the same reason.
-
-/// Turn a failed bind into a sentence that says what to do next.
-fn bind_error(addr: SocketAddr, err: Errno) -> io::Error {
-    let hint = match err {
-        Errno::EADDRINUSE => " — is another lesson01_echo running? try --port 0",
-        Errno::EACCES => " — ports below 1024 need root; try --port 8001",
-        Errno::EADDRNOTAVAIL => " — this machine has no such address; try --bind 127.0.0.1",
-        _ => "",
-    };
-    let err = io::Error::from(err); // prints "Address already in use (os error 98)"
-    io::Error::new(err.kind(), format!("binding {addr}: {err}{hint}"))
-}
 
 // The server proper: take the next connection from the kernel's queue, echo
 // until that client leaves, close, repeat. While `echo_loop` runs nobody
