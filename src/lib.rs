@@ -13,13 +13,19 @@
 //! | [`log`] | 02 | the access log in `http.server`'s format |
 //! | [`cgi`] | 03 | CGI/1.1: a request as a program's environment and stdin |
 //! | [`static_files`] | 04 | serving a directory as `python3 -m http.server` does |
+//! | [`readiness`] | 05 | which sockets are ready: mio, or the raw epoll calls |
+//! | [`event_loop`] | 05 | one thread, many connections; answers that come later |
+//! | [`http_connection`] | 05 | one connection's state machine on the event loop |
 
 #![forbid(unsafe_code)]
 
 pub mod cgi;
 pub mod cli;
+pub mod event_loop;
 pub mod http;
+pub mod http_connection;
 pub mod log;
+pub mod readiness;
 pub mod shutdown;
 pub mod static_files;
 pub mod trace;

@@ -599,7 +599,7 @@ fn trace_transcript() {
     read_response(&mut stream, &mut leftover, false).unwrap();
     // Leave only once the server has gone idle, so the narration does not
     // depend on who is faster.
-    assert!(server.wait_for_stderr("idle keep-alive", IO_TIMEOUT));
+    assert!(server.wait_for_stderr("EAGAIN: drained", IO_TIMEOUT));
     drop(stream);
     assert!(server.wait_for_stderr("close(fd", IO_TIMEOUT));
     server.terminate(IO_TIMEOUT);
@@ -619,7 +619,7 @@ fn raw_epoll_trace_transcript() {
         Server::start(BIN, &["--raw-epoll", "--trace", "--directory", &dir.arg()]).unwrap();
     let mut stream = server.connect().unwrap();
     assert_hello(&mut stream);
-    assert!(server.wait_for_stderr("idle keep-alive", IO_TIMEOUT));
+    assert!(server.wait_for_stderr("EAGAIN: drained", IO_TIMEOUT));
     drop(stream);
     assert!(server.wait_for_stderr("close(fd", IO_TIMEOUT));
     server.terminate(IO_TIMEOUT);
