@@ -239,10 +239,12 @@ impl Connection {
         let limits = &settings.limits;
         while !self.inbuf.is_empty() {
             if let State::Body(reading) = &mut self.state {
-                let fed = reading.decoder.feed(&self.inbuf, &mut reading.body);
-                let used = match fed {
+                let used = match reading.decoder.feed(&self.inbuf, &mut reading.body) {
                     Ok(used) => used,
-                    Err(rejection) => return self.reject(&rejection, settings),
+                    Err(rejection) => {
+                        let line = reading.request.request_line();
+                        return self.reject(&rejection, Some(line), settings);
+                    }
                 };
                 let done = reading.decoder.is_done();
                 self.inbuf.drain(..used);
@@ -263,7 +265,7 @@ impl Connection {
             let (request, consumed) = match parse_request(&self.inbuf, limits) {
                 Ok(Parsed::Complete { request, consumed }) => (request, consumed),
                 Ok(Parsed::Partial) => return None, // half a head: read more
-                Err(rejection) => return self.reject(&rejection, settings),
+                Err(rejection) => return self.reject(&rejection, None, settings),
             };
             trace!(
                 "fd {}: head complete, {consumed} of {} bytes: {}",
@@ -275,7 +277,10 @@ impl Connection {
             let framing = match request.body_framing(limits) {
                 Ok(BodyFraming::Empty) => return Some((request, Vec::new())),
                 Ok(framing) => framing,
-                Err(rejection) => return self.reject(&rejection, settings),
+                Err(rejection) => {
+                    let line = request.request_line();
+                    return self.reject(&rejection, Some(line), settings);
+                }
             };
             // RFC 9110 §10.1.1: a client that sent `Expect: 100-continue`
             // waits for this before sending the body (an HTTP/1.0 one must
@@ -389,11 +394,17 @@ impl Connection {
 
     /// Answer a bad request and end the connection: after a framing error
     /// we cannot know where the next request would start.
-    fn reject<T>(&mut self, rejection: &Rejection, settings: &Settings) -> Option<T> {
+    /// `line`: the request line, when the head parsed.
+    fn reject<T>(
+        &mut self,
+        rejection: &Rejection,
+        line: Option<String>,
+        settings: &Settings,
+    ) -> Option<T> {
         trace!("fd {}: rejected with {}", self.fd(), rejection.status);
         if !log::quiet() {
             let first_line = self.inbuf.split(|&b| b == b'\n').next().unwrap_or(&[]);
-            let line = String::from_utf8_lossy(first_line);
+            let line = line.unwrap_or_else(|| String::from_utf8_lossy(first_line).into_owned());
             log::access(self.peer, line.trim_end(), rejection.status, None);
         }
         self.inbuf.clear();
