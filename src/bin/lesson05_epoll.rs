@@ -131,8 +131,8 @@ struct Routes {
     remote: Remote,
 }
 
-// ANCHOR: routes
 impl Handler for Routes {
+    // ANCHOR: routes
     /// Runs on the loop's only thread: while it runs, no other client is
     /// read, written or accepted. `/hello` and files are quick; `/slow` is
     /// the failure this rung ends with; `/count` does its work elsewhere.
@@ -153,8 +153,8 @@ impl Handler for Routes {
             _ => Answer::Now(file(&self.root, request)),
         }
     }
+    // ANCHOR_END: routes
 }
-// ANCHOR_END: routes
 
 // ANCHOR: count
 /// `/count?to=N`: the numbers 1 to N, one a line, produced on a thread of
