@@ -6,7 +6,7 @@
 //!
 //! A thread per connection keeps "where am I?" on its stack: reading the
 //! head is simply where the code is. One thread for thousands of
-//! connections keeps it in a value instead, [`State`], and every readiness
+//! connections keeps it in a value instead, a `State`, and every readiness
 //! event runs [`Connection::drive`], which does all the connection allows
 //! (answer, write, read) until the socket says `WouldBlock`. Parsing and
 //! framing are `ladder::http`'s (lesson 02); this module only moves bytes

@@ -170,10 +170,9 @@ fn count(to: u64, remote: Remote, ticket: Ticket) {
         let mut piece = String::with_capacity(COUNT_PIECE + 32);
         for n in 1..=to {
             let _ = writeln!(piece, "{n}");
-            if piece.len() >= COUNT_PIECE || n == to {
-                if body.send(std::mem::take(&mut piece).into_bytes()).is_err() {
-                    return trace!("count: the client is gone at {n}, stopping");
-                }
+            let full = piece.len() >= COUNT_PIECE || n == to;
+            if full && body.send(std::mem::take(&mut piece).into_bytes()).is_err() {
+                return trace!("count: the client is gone at {n}, stopping");
             }
         }
         let _ = body.finish();

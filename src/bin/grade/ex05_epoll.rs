@@ -381,14 +381,20 @@ fn sigterm_exits_0(ctx: &mut Ctx) -> Result<(), Failure> {
 
 /// The body `/count?to=N` must send.
 fn numbers(to: u64) -> Vec<u8> {
-    (1..=to).map(|n| format!("{n}\n")).collect::<String>().into_bytes()
+    (1..=to)
+        .map(|n| format!("{n}\n"))
+        .collect::<String>()
+        .into_bytes()
 }
 
 fn count_streamed(ctx: &mut Ctx) -> Result<(), Failure> {
     ctx.start(&[])?;
     ctx.reproduce(ctx.curl("-v", "'/count?to=20000'"));
     let mut stream = ctx.connect()?;
-    ctx.send(&mut stream, b"GET /count?to=20000 HTTP/1.1\r\nHost: x\r\n\r\n")?;
+    ctx.send(
+        &mut stream,
+        b"GET /count?to=20000 HTTP/1.1\r\nHost: x\r\n\r\n",
+    )?;
     let response = ctx.recv_response(&mut stream, &mut Vec::new(), false)?;
     ctx.ensure(
         response.status == 200
