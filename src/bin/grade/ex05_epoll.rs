@@ -459,7 +459,10 @@ fn count_stops(ctx: &mut Ctx) -> Result<(), Failure> {
     hello(ctx, &mut other, &mut Vec::new())
         .map_err(|f| f.expecting("/hello answered while an endless count streams"))?;
     drop(slow);
-    // The counting thread must notice (its next `send` fails) and end.
+    // The counting thread must notice (its next `send` fails) and end. A
+    // server may also start work only once the client has gone: give it a
+    // second to show it, then count.
+    thread::sleep(Duration::from_secs(1));
     let started = Instant::now();
     let mut now = threads(ctx, pid)?;
     while now > before && started.elapsed() < Duration::from_secs(5) {
