@@ -15,15 +15,21 @@
 //! | [`cgi`] | 03 | CGI/1.1: a request as a program's environment and stdin |
 //! | [`static_files`] | 04 | serving a directory as `python3 -m http.server` does |
 //! | [`pool`] | 04 | a fixed pool of worker threads for any job |
+//! | [`readiness`] | 05 | which sockets are ready: mio, or the raw epoll calls |
+//! | [`event_loop`] | 05 | one thread, many connections; answers that come later |
+//! | [`http_connection`] | 05 | one connection's state machine on the event loop |
 
 #![forbid(unsafe_code)]
 
 pub mod cgi;
 pub mod cli;
 pub mod connection;
+pub mod event_loop;
 pub mod http;
+pub mod http_connection;
 pub mod log;
 pub mod pool;
+pub mod readiness;
 pub mod shutdown;
 pub mod static_files;
 pub mod trace;

@@ -99,8 +99,13 @@ fn a_blocking_one_client_at_a_time_server_fails_the_concurrency_stages() {
     assert_rejected_by(
         "ex05",
         "decoy_epoll_blocking",
-        &["slow_reader", "many_clients"],
+        &["slow_reader", "many_clients", "count_stops"],
     );
+}
+
+#[test]
+fn a_count_that_goes_on_after_its_client_left_fails_count_stops() {
+    assert_rejected_by("ex05", "decoy_epoll_count_never_stops", &["count_stops"]);
 }
 
 #[test]

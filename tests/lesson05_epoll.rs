@@ -3,7 +3,10 @@
 //! Each test starts the real binary on port 0 and talks to it over real
 //! sockets. What they pin: partial reads and writes, keep-alive and
 //! pipelining, the timers, the connection cap, running out of fds, hostile
-//! input, a clean SIGTERM, many clients at once, and the `--raw-epoll` loop.
+//! input, absolute-form targets, `100 Continue`, a body streamed from a
+//! thread (`/count`), a clean SIGTERM, many clients at once, and the
+//! `--raw-epoll` loop. The library's "answer later" API is pinned on its own
+//! in `tests/event_loop.rs`.
 //! No test asserts a duration; CPU use is compared to wall time only with a
 //! generous bound, as a "does it spin?" check.
 
@@ -497,6 +500,88 @@ fn hostile_input_gets_an_error_and_the_server_goes_on() {
     common::assert_no_panic(&server);
 }
 
+/// An absolute-form target (RFC 9112 §3.2.2) is served like its path; a
+/// body coding we cannot decode, chunked last (`gzip, chunked`), is 501.
+#[test]
+fn absolute_form_is_served_and_unknown_codings_are_501() {
+    let dir = TempDir::new("forms");
+    let server = start(&dir, &[]);
+    let mut stream = server.connect().unwrap();
+    stream
+        .write_all(b"GET http://example.com/hello HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        .unwrap();
+    let response = read_response(&mut stream, &mut Vec::new(), false).unwrap();
+    assert_eq!(response.body, b"Hello, World!\n");
+    let request = b"POST /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+    let bytes = common::exchange(&mut server.connect().unwrap(), request).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.starts_with("HTTP/1.1 501 "), "{text}");
+    assert!(text.contains("Connection: close\r\n"), "{text}");
+}
+
+/// A client that says `Expect: 100-continue` hears `100 Continue` before it
+/// sends its body; then the answer follows.
+#[test]
+fn expect_100_continue_is_answered() {
+    let dir = TempDir::new("continue");
+    let server = start(&dir, &[]);
+    let mut stream = server.connect().unwrap();
+    stream
+        .write_all(
+            b"GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .unwrap();
+    let mut leftover = Vec::new();
+    let interim = read_response(&mut stream, &mut leftover, false).unwrap();
+    assert_eq!(interim.status, 100, "{}", interim.head);
+    stream.write_all(b"abc").unwrap();
+    let response = read_response(&mut stream, &mut leftover, false).unwrap();
+    assert_eq!(response.body, b"Hello, World!\n");
+}
+
+/// `/count` is produced on a thread of its own and streamed chunked while
+/// the loop serves others; when the client leaves, the thread stops.
+#[test]
+fn count_streams_from_a_thread_and_stops_when_the_client_leaves() {
+    let dir = TempDir::new("count");
+    let server = Server::start(BIN, &["--trace", "--quiet", "--directory", &dir.arg()]).unwrap();
+    let mut stream = server.connect().unwrap();
+    stream
+        .write_all(b"GET /count?to=100000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let response = read_response(&mut stream, &mut Vec::new(), false).unwrap();
+    assert!(
+        response.head.contains("Transfer-Encoding: chunked\r\n"),
+        "{}",
+        response.head
+    );
+    let expected: String = (1..=100_000).map(|n| format!("{n}\n")).collect();
+    assert!(
+        response.body == expected.as_bytes(),
+        "the numbers arrived damaged"
+    );
+    // An endless count, read a little, then abandoned.
+    let mut endless = connect_small_window(server.addr);
+    endless
+        .write_all(b"GET /count?to=100000000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut start = [0u8; 4096];
+    endless.read_exact(&mut start).unwrap();
+    assert_hello(&mut server.connect().unwrap());
+    let rss = rss_kib(server.pid());
+    assert!(
+        rss < 32 * 1024,
+        "the server holds {rss} KiB for one slow count"
+    );
+    drop(endless);
+    assert!(
+        server.wait_for_stderr("the client is gone", IO_TIMEOUT),
+        "the counting thread did not stop:\n{}",
+        server.stderr()
+    );
+    common::assert_no_panic(&server);
+}
+
 #[test]
 fn sigterm_exits_zero() {
     let dir = TempDir::new("sigterm");
@@ -599,7 +684,7 @@ fn trace_transcript() {
     read_response(&mut stream, &mut leftover, false).unwrap();
     // Leave only once the server has gone idle, so the narration does not
     // depend on who is faster.
-    assert!(server.wait_for_stderr("idle keep-alive", IO_TIMEOUT));
+    assert!(server.wait_for_stderr("EAGAIN: drained", IO_TIMEOUT));
     drop(stream);
     assert!(server.wait_for_stderr("close(fd", IO_TIMEOUT));
     server.terminate(IO_TIMEOUT);
@@ -619,7 +704,7 @@ fn raw_epoll_trace_transcript() {
         Server::start(BIN, &["--raw-epoll", "--trace", "--directory", &dir.arg()]).unwrap();
     let mut stream = server.connect().unwrap();
     assert_hello(&mut stream);
-    assert!(server.wait_for_stderr("idle keep-alive", IO_TIMEOUT));
+    assert!(server.wait_for_stderr("EAGAIN: drained", IO_TIMEOUT));
     drop(stream);
     assert!(server.wait_for_stderr("close(fd", IO_TIMEOUT));
     server.terminate(IO_TIMEOUT);

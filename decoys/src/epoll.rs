@@ -1,5 +1,6 @@
 //! The HTTP server behind the ex05 decoys: keep-alive, pipelining, files,
-//! `/hello`, 400 for garbage, exit 0 on SIGTERM; but not an event loop.
+//! `/hello`, `/count` (chunked, made as the client reads), 400 for garbage,
+//! exit 0 on SIGTERM; but not an event loop.
 //! It either polls every socket in turn (non-blocking, with a 1 ms nap
 //! between rounds, or, as a flaw, without one: a busy loop), or, as the other
 //! flaw, serves one connection at a time with blocking sockets. Not a
@@ -35,6 +36,8 @@ pub struct Flaws {
     pub busy_loop: bool,
     /// Blocking sockets, one connection at a time, until it closes.
     pub blocking: bool,
+    /// A `/count` whose client left goes on counting, on a thread, to the end.
+    pub count_never_stops: bool,
 }
 
 struct Conn {
@@ -43,6 +46,22 @@ struct Conn {
     out: Vec<u8>,
     close_after: bool,
     done: bool,
+    /// A `/count` in progress: the next number and the last.
+    count: Option<(u64, u64)>,
+    count_never_stops: bool,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let (true, Some((next, to))) = (self.count_never_stops, self.count) {
+            thread::spawn(move || {
+                let mut n = next;
+                while n < to {
+                    n = std::hint::black_box(n + 1);
+                }
+            });
+        }
+    }
 }
 
 pub fn main(flaws: Flaws) -> ExitCode {
@@ -65,7 +84,7 @@ fn run(args: &Args, flaws: Flaws) -> io::Result<()> {
     if flaws.blocking {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            let mut conn = Conn::new(stream);
+            let mut conn = Conn::new(stream, flaws);
             while !conn.done {
                 let _ = conn.step(&root);
                 if !conn.out.is_empty() {
@@ -81,7 +100,7 @@ fn run(args: &Args, flaws: Flaws) -> io::Result<()> {
     loop {
         while let Ok((stream, _)) = listener.accept() {
             stream.set_nonblocking(true)?;
-            conns.push(Conn::new(stream));
+            conns.push(Conn::new(stream, flaws));
         }
         for conn in &mut conns {
             if conn.step(&root).is_err() {
@@ -96,13 +115,34 @@ fn run(args: &Args, flaws: Flaws) -> io::Result<()> {
 }
 
 impl Conn {
-    fn new(stream: TcpStream) -> Conn {
+    fn new(stream: TcpStream, flaws: Flaws) -> Conn {
         Conn {
             stream,
             inbuf: Vec::new(),
             out: Vec::new(),
             close_after: false,
             done: false,
+            count: None,
+            count_never_stops: flaws.count_never_stops,
+        }
+    }
+
+    /// The next piece of a `/count` body, as one chunk (the last chunk after it).
+    fn count_more(&mut self) {
+        let Some((mut next, to)) = self.count else {
+            return;
+        };
+        let mut piece = String::new();
+        while next <= to && piece.len() < 16 * 1024 {
+            piece.push_str(&format!("{next}\n"));
+            next += 1;
+        }
+        ladder::http::write_chunk(&mut self.out, piece.as_bytes());
+        if next > to {
+            self.out.extend_from_slice(ladder::http::LAST_CHUNK);
+            self.count = None;
+        } else {
+            self.count = Some((next, to));
         }
     }
 
@@ -116,6 +156,10 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             }
+        }
+        if self.count.is_some() {
+            self.count_more();
+            return Ok(());
         }
         if self.close_after {
             let _ = self.stream.shutdown(Shutdown::Write);
@@ -135,7 +179,7 @@ impl Conn {
                     }
                     self.inbuf.drain(..consumed + body);
                     self.answer(root, &request);
-                    if self.close_after {
+                    if self.close_after || self.count.is_some() {
                         return Ok(());
                     }
                 }
@@ -165,7 +209,19 @@ impl Conn {
 
     fn answer(&mut self, root: &Root, request: &ladder::http::Request) {
         let keep_alive = request.keep_alive();
-        if request.path() == "/hello" {
+        if request.path() == "/count" {
+            let to = request
+                .query()
+                .strip_prefix("to=")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(10);
+            let mut head = Response::new(200)
+                .header("Content-Type", "text/plain")
+                .body(Body::Stream { len: None });
+            let (_, bytes) = head.render(Some(request), &ServerInfo::PLAIN, keep_alive);
+            self.out.extend(bytes);
+            self.count = Some((1, to));
+        } else if request.path() == "/hello" {
             let mut hello = Response::with_bytes(200, "text/plain", "Hello, World!\n");
             let (_, bytes) = hello.render(Some(request), &ServerInfo::PLAIN, keep_alive);
             self.out.extend(bytes);

@@ -3,8 +3,10 @@
 //! The stages check what readiness I/O must get right: draining until
 //! WouldBlock (a request bigger than one read, many clients at once),
 //! writing what fits and waiting for WRITABLE (a slow reader), keeping
-//! requests in order (keep-alive, pipelining), and sleeping when there is
-//! nothing to do (the server's CPU time over an idle second).
+//! requests in order (keep-alive, pipelining), sleeping when there is
+//! nothing to do (the server's CPU time over an idle second), and a body
+//! produced on another thread: streamed, held back by a slow client, and
+//! stopped when the client leaves.
 
 use std::fs;
 use std::io::Read;
@@ -25,70 +27,87 @@ pub const EXERCISE: Exercise = Exercise {
         Stage {
             name: "hello_keep_alive",
             title: "GET /hello three times on one HTTP/1.1 connection: three answers",
-            hint: "lessons/05-epoll.md, \"One state machine per connection\": `drive` answers \
-                   what is buffered, writes, then reads until WouldBlock; start with \
-                   `accept_all` and `read_some`",
+            hint: "lessons/05-epoll.md, \"Answers that come later\": `handle` answers \
+                   /hello with Answer::Now(Response::with_bytes(200, \"text/plain\", HELLO))",
             run: hello_keep_alive,
         },
         Stage {
             name: "http10_closes",
             title: "an HTTP/1.0 request is answered, then the connection is closed",
-            hint: "`respond` sets close_after when !request.keep_alive(); `drive` must stop \
-                   (linger) once the output is written",
+            hint: "answer /hello with Answer::Now(Response::with_bytes(..)); \
+                   `Response::plan` closes an HTTP/1.0 connection by itself",
             run: http10_closes,
         },
         Stage {
             name: "pipelining_in_order",
             title: "three requests in one write get three answers, in order",
-            hint: "after an answer, look in `inbuf` for the next request before reading again: \
-                   the bytes after `consumed` are the next request",
+            hint: "files are `file(&self.root, request)`, answered at once; every path but \
+                   /hello, /slow and /count goes there",
             run: pipelining_in_order,
         },
         Stage {
             name: "dribbled_request",
             title: "a request sent one byte at a time is answered",
-            hint: "Parsed::Partial means: keep the bytes, go back to the loop, parse again \
-                   when more arrive (`read_some` appends to `inbuf`)",
+            hint: "the library keeps half a request until the rest arrives; if this fails, \
+                   look for a panic in the server's stderr",
             run: dribbled_request,
         },
         Stage {
             name: "drains_until_wouldblock",
             title: "a request with a 1 MB body, then another: both answered",
-            hint: "edge-triggered readiness reports new bytes once: `drive` must read until \
-                   read_some says None (WouldBlock), not stop after one read",
+            hint: "a request body is read by the library and handed to `handle`; answer \
+                   /hello whatever the body",
             run: drains_until_wouldblock,
         },
         Stage {
             name: "slow_reader",
             title: "an 8 MiB file to a client that reads slowly, while others are answered",
-            hint: "`flush` writes until WouldBlock and returns false; then `drive` must add \
-                   WRITABLE interest (poller.want_write(.., true)) or no event ever resumes it",
+            hint: "a file goes out as the client reads it: answer with `file(..)` (Body::File), \
+                   never read the whole file into memory on the loop's thread",
             run: slow_reader,
         },
         Stage {
             name: "many_clients",
             title: "100 clients are answered while another holds half a request",
-            hint: "never block on one client: sockets are non-blocking, and `accept_all` \
-                   accepts until WouldBlock",
+            hint: "`handle` runs on the loop's only thread: never wait there (no sleep, no \
+                   blocking call); slow work goes to a thread and answers Later",
             run: many_clients,
         },
         Stage {
             name: "idle_without_spinning",
             title: "with one idle keep-alive client, the server uses little CPU for a second",
-            hint: "the loop may only wait in poll/epoll_wait, with the timeout of the next \
-                   deadline; a zero timeout, or WRITABLE interest left on, makes it spin",
+            hint: "nothing may run while nobody asks: no thread of yours may spin, and the \
+                   loop only waits in poll/epoll_wait",
             run: idle_without_spinning,
         },
         Stage {
             name: "bad_request_400",
             title: "garbage gets 400 with Connection: close, and the server goes on",
-            hint: "answer rejection.response(), set close_after (see `Connection::reject`)",
+            hint: "the library answers a bad head with 400 and Connection: close; if this \
+                   fails, a hole panicked first (see the server's stderr)",
             run: bad_request_400,
+        },
+        Stage {
+            name: "count_streamed",
+            title: "GET /count?to=20000: the numbers 1 to 20000, one a line, chunked",
+            hint: "lessons/05-epoll.md, \"Answers that come later\": `handle` starts `count` \
+                   and answers Answer::Later; `count` streams through `remote.stream` and \
+                   ends with `finish`",
+            run: count_streamed,
+        },
+        Stage {
+            name: "count_stops",
+            title: "an endless /count to a slow client: memory stays small, and the \
+                    producer stops once the client leaves",
+            hint: "`BodySender::send` blocks while the client is behind, and fails once it \
+                   has gone: on an error, return from the thread at once",
+            run: count_stops,
         },
         Stage {
             name: "sigterm_exits_0",
             title: "SIGTERM ends it with exit status 0",
-            hint: "the WAKER token ends `serve` with Ok(()), and main returns SUCCESS",
+            hint: "`run` wires Ctrl-C and SIGTERM to `remote.stop()`, which makes the loop \
+                   return Ok(()); main then returns SUCCESS",
             run: sigterm_exits_0,
         },
     ],
@@ -141,7 +160,7 @@ fn hello(ctx: &mut Ctx, stream: &mut TcpStream, leftover: &mut Vec<u8>) -> Resul
 
 fn hello_keep_alive(ctx: &mut Ctx) -> Result<(), Failure> {
     ctx.start(&[])?;
-    ctx.reproduce(ctx.curl("-v", "hello"));
+    ctx.reproduce(ctx.curl("-v", "/hello"));
     let mut stream = ctx.connect()?;
     let mut leftover = Vec::new();
     for _ in 0..3 {
@@ -361,4 +380,106 @@ fn sigterm_exits_0(ctx: &mut Ctx) -> Result<(), Failure> {
         hello(ctx, &mut stream, &mut Vec::new())
     }
     checks::sigterm_exits_0(ctx, &[], round_trip)
+}
+
+/// The body `/count?to=N` must send.
+fn numbers(to: u64) -> Vec<u8> {
+    (1..=to)
+        .map(|n| format!("{n}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn count_streamed(ctx: &mut Ctx) -> Result<(), Failure> {
+    ctx.start(&[])?;
+    ctx.reproduce(ctx.curl("-v", "'/count?to=20000'"));
+    let mut stream = ctx.connect()?;
+    ctx.send(
+        &mut stream,
+        b"GET /count?to=20000 HTTP/1.1\r\nHost: x\r\n\r\n",
+    )?;
+    let response = ctx.recv_response(&mut stream, &mut Vec::new(), false)?;
+    ctx.ensure(
+        response.head.status == 200
+            && response
+                .head
+                .header("transfer-encoding")
+                .is_some_and(|te| te.eq_ignore_ascii_case("chunked")),
+        "200 OK with Transfer-Encoding: chunked (the length is not known in advance)",
+    )?;
+    ctx.ensure(
+        response.body == numbers(20_000),
+        "the lines \"1\" to \"20000\", in order, each ending in \\n",
+    )
+}
+
+/// Resident memory of `pid` in KiB (VmRSS in /proc/PID/status).
+fn rss_kib(ctx: &Ctx, pid: u32) -> Result<u64, Failure> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).map_err(|err| {
+        ctx.fail("to read /proc/PID/status (Linux only)")
+            .detail(err.to_string())
+    })?;
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok());
+    kib.ok_or_else(|| ctx.fail("a VmRSS line in /proc/PID/status"))
+}
+
+/// How many threads `pid` has (entries of /proc/PID/task).
+fn threads(ctx: &Ctx, pid: u32) -> Result<usize, Failure> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).map_err(|err| {
+        ctx.fail("to read /proc/PID/task (Linux only)")
+            .detail(err.to_string())
+    })?;
+    Ok(tasks.count())
+}
+
+fn count_stops(ctx: &mut Ctx) -> Result<(), Failure> {
+    ctx.start(&[])?;
+    let curl = ctx.curl("-N", "'/count?to=100000000000'");
+    ctx.reproduce(format!("{curl} | head -3"));
+    let addr = ctx.server().addr;
+    let pid = ctx.server().pid();
+    let before = threads(ctx, pid)?;
+    let mut slow = connect_small_window(ctx, addr)?;
+    ctx.send(
+        &mut slow,
+        b"GET /count?to=100000000000 HTTP/1.1\r\nHost: x\r\n\r\n",
+    )?;
+    let mut first = vec![0u8; 4096];
+    if let Err(err) = slow.read_exact(&mut first) {
+        return Err(ctx.fail("the start of the count").detail(err.to_string()));
+    }
+    // The client now reads nothing: the producer must wait for it.
+    thread::sleep(Duration::from_secs(1));
+    let rss = rss_kib(ctx, pid)?;
+    ctx.ensure(
+        rss < 64 * 1024,
+        "under 64 MiB of memory while a client reads an endless count slowly",
+    )
+    .map_err(|f| f.detail(format!("the server holds {rss} KiB")))?;
+    let mut other = ctx.connect()?;
+    hello(ctx, &mut other, &mut Vec::new())
+        .map_err(|f| f.expecting("/hello answered while an endless count streams"))?;
+    drop(slow);
+    // The counting thread must notice (its next `send` fails) and end. A
+    // server may also start work only once the client has gone: give it a
+    // second to show it, then count.
+    thread::sleep(Duration::from_secs(1));
+    let started = Instant::now();
+    let mut now = threads(ctx, pid)?;
+    while now > before && started.elapsed() < Duration::from_secs(5) {
+        thread::sleep(Duration::from_millis(50));
+        now = threads(ctx, pid)?;
+    }
+    ctx.ensure(
+        now <= before,
+        "the counting thread ends within 5 s of its client leaving",
+    )
+    .map_err(|f| {
+        f.detail(format!(
+            "the server had {before} threads before /count and still has {now}"
+        ))
+    })
 }
