@@ -103,14 +103,8 @@ impl Rejection {
         Rejection { status, detail }
     }
 
-    /// The whole error response: a short text body and `Connection: close`,
-    /// because after a framing error we cannot know where the next request
-    /// would start.
-    pub fn response(&self) -> Vec<u8> {
-        error_response(self.status, self.detail)
-    }
-
-    /// The error page for this rejection, as a [`Response`].
+    /// The error page for this rejection. It ends the connection: after a
+    /// framing error nobody knows where the next request would start.
     pub fn to_response(&self) -> Response {
         Response::error(self.status, self.detail)
     }
@@ -729,79 +723,6 @@ pub enum Framing {
     NoBody,
 }
 
-/// A response's status line and headers, built up and then rendered into
-/// bytes. The rung decides framing and keep-alive; this only writes them down.
-#[derive(Debug, Clone)]
-pub struct ResponseHead {
-    pub protocol: &'static str,
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-}
-
-impl ResponseHead {
-    /// An `HTTP/1.1` response with this status and no headers yet.
-    pub fn new(status: u16) -> Self {
-        ResponseHead {
-            protocol: "HTTP/1.1",
-            status,
-            headers: Vec::new(),
-        }
-    }
-
-    /// Add a header. Names and values must not contain CR or LF; the caller
-    /// controls them (a CGI script's headers are checked in `ladder::cgi`).
-    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.push((name.to_string(), value.into()));
-        self
-    }
-
-    /// Render the head: status line, the headers added, then `Date`, the
-    /// framing header and `Connection`, then the blank line that ends a head.
-    /// Every line ends in CRLF (RFC 9112 §2.1); a bare LF is what lesson 02's
-    /// `--naive` mode shows going wrong.
-    pub fn render(&self, framing: Framing, keep_alive: bool) -> Vec<u8> {
-        let mut out = Vec::with_capacity(128);
-        self.render_into(&mut out, framing, keep_alive, SystemTime::now());
-        out
-    }
-
-    /// [`render`](Self::render) into an existing buffer, with the clock given.
-    pub fn render_into(
-        &self,
-        out: &mut Vec<u8>,
-        framing: Framing,
-        keep_alive: bool,
-        now: SystemTime,
-    ) {
-        use std::io::Write;
-        // Writing into a Vec cannot fail.
-        let _ = write!(
-            out,
-            "{} {} {}\r\n",
-            self.protocol,
-            self.status,
-            reason(self.status)
-        );
-        for (name, value) in &self.headers {
-            let _ = write!(out, "{name}: {value}\r\n");
-        }
-        let _ = write!(out, "Date: {}\r\n", httpdate::fmt_http_date(now));
-        match framing {
-            Framing::Length(n) => {
-                let _ = write!(out, "Content-Length: {n}\r\n");
-            }
-            Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-            Framing::UntilClose | Framing::NoBody => {}
-        }
-        let keep_alive = keep_alive && framing != Framing::UntilClose;
-        out.extend_from_slice(if keep_alive {
-            b"Connection: keep-alive\r\n\r\n"
-        } else {
-            b"Connection: close\r\n\r\n"
-        });
-    }
-}
-
 /// A response before it is written: status, the headers its producer chose,
 /// and the body. How it is framed on the wire (Content-Length, chunked, or
 /// close; keep-alive or not; a body or none) is not the producer's business:
@@ -961,7 +882,8 @@ impl Response {
 
     /// Write the head as `plan` says: status line, `Server`, the producer's
     /// headers, `Date`, the framing header, `Connection`, and the blank line.
-    /// Every line ends in CRLF (RFC 9112 §2.1).
+    /// Every line ends in CRLF (RFC 9112 §2.1); a bare LF is what lesson
+    /// 02's `--naive` mode shows going wrong.
     pub fn write_head(&self, plan: &Plan, server: &ServerInfo, out: &mut Vec<u8>) {
         use std::io::Write;
         let reason = self.reason.as_deref().unwrap_or(reason(self.status));
@@ -1197,16 +1119,6 @@ pub fn write_chunk(out: &mut Vec<u8>, data: &[u8]) {
 /// The zero-size chunk and the empty trailer that end a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
-/// A complete error response: status, a one-line text body, `Connection: close`.
-pub fn error_response(status: u16, detail: &str) -> Vec<u8> {
-    let body = format!("{status} {}: {detail}\n", reason(status));
-    let mut out = ResponseHead::new(status)
-        .header("Content-Type", "text/plain; charset=utf-8")
-        .render(Framing::Length(body.len() as u64), false);
-    out.extend_from_slice(body.as_bytes());
-    out
-}
-
 /// Percent-decoding of a request target (RFC 3986 §2.1), as Python's
 /// `urllib.parse.unquote` does it: `%XX` becomes the byte 0xXX; a `%` not
 /// followed by two hex digits (`%zz`, a trailing `%`) stays as it is. The
@@ -1354,7 +1266,6 @@ pub fn read_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, UNIX_EPOCH};
 
     fn parse(bytes: &[u8]) -> Result<Parsed, Rejection> {
         parse_request(bytes, &Limits::default())
@@ -1579,20 +1490,26 @@ mod tests {
 
     #[test]
     fn response_head_renders_crlf() {
-        let at = UNIX_EPOCH + Duration::from_secs(1_795_255_200);
-        let mut out = Vec::new();
-        ResponseHead::new(200)
-            .header("Content-Type", "text/plain")
-            .render_into(&mut out, Framing::Length(5), true, at);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\
-             Date: Sat, 21 Nov 2026 10:00:00 GMT\r\nContent-Length: 5\r\n\
-             Connection: keep-alive\r\n\r\n"
+        let (request, _) = complete(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        let (_, out) = Response::with_bytes(200, "text/plain", "hello").render(
+            Some(&request),
+            &ServerInfo::PLAIN,
+            true,
         );
-        let mut out = Vec::new();
-        ResponseHead::new(200).render_into(&mut out, Framing::UntilClose, true, at);
-        assert!(out.ends_with(b"Connection: close\r\n\r\n"));
+        let text = String::from_utf8(out).unwrap();
+        let date = text
+            .split("Date: ")
+            .nth(1)
+            .unwrap()
+            .split("\r\n")
+            .next()
+            .unwrap();
+        assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
+        assert_eq!(
+            text.replace(date, "<date>"),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nDate: <date>\r\n\
+             Content-Length: 5\r\nConnection: keep-alive\r\n\r\nhello"
+        );
     }
 
     #[test]
@@ -1602,7 +1519,12 @@ mod tests {
         write_chunk(&mut out, b"");
         out.extend_from_slice(LAST_CHUNK);
         assert_eq!(out, b"c\r\nhello, world\r\n0\r\n\r\n");
-        let error = String::from_utf8(Rejection::new(431, "too big").response()).unwrap();
+        let (plan, error) =
+            Rejection::new(431, "too big")
+                .to_response()
+                .render(None, &ServerInfo::PLAIN, true);
+        assert!(!plan.keep_alive);
+        let error = String::from_utf8(error).unwrap();
         assert!(error.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
         assert!(error.contains("Connection: close\r\n"));
         assert!(error.ends_with("\r\n\r\n431 Request Header Fields Too Large: too big\n"));
