@@ -77,3 +77,23 @@ fn every_binary_is_listed() {
         "src/bin/ (left) and the BINARIES + NO_HELP lists in tests/cli_help.rs (right) differ"
     );
 }
+
+/// Every server rung refuses a port that is taken with the same sentence,
+/// from `ladder::cli::bind_error`: the address, the error, what to try next;
+/// and exit status 1. (The port is held by a listener of this test itself.)
+#[test]
+fn a_taken_port_gets_the_same_advice_on_every_rung() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    for (name, path) in BINARIES.iter().filter(|(n, _)| n.starts_with("lesson")) {
+        let output = Command::new(path).args(["--port", &port]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
+        let want = format!("binding 127.0.0.1:{port}: Address already in use");
+        let hint = format!("is another {name} running? try --port 0");
+        assert!(
+            stderr.contains(&want) && stderr.contains(&hint),
+            "{name}: {stderr}"
+        );
+    }
+}
