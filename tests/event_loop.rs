@@ -21,6 +21,7 @@ use ladder::event_loop::{Answer, Client, Config, EventLoop, Handler, Remote, Tic
 use ladder::http::{Body, BodyDecoder, Limits, Request, Response, ServerInfo, parse_response};
 use ladder::http_connection::Settings;
 use ladder::readiness::Backend;
+use ladder_harness::connect_small_window;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -162,28 +163,6 @@ fn read_one(stream: &mut TcpStream, leftover: &mut Vec<u8>, head_request: bool) 
 /// The pieces of a counting stream: `pieces` of `size` bytes each.
 fn counting(pieces: usize, size: usize) -> impl Iterator<Item = Vec<u8>> {
     (0..pieces).map(move |i| vec![b'a' + (i % 26) as u8; size])
-}
-
-/// A client with a tiny receive buffer, so the loop's writes must wait.
-fn connect_small_window(addr: SocketAddr) -> TcpStream {
-    use nix::sys::socket::{
-        AddressFamily, SockFlag, SockType, SockaddrIn, connect, setsockopt, socket, sockopt,
-    };
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    setsockopt(&fd, sockopt::RcvBuf, &4096).unwrap();
-    let SocketAddr::V4(v4) = addr else {
-        panic!("IPv4 expected")
-    };
-    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(v4)).unwrap();
-    let stream = TcpStream::from(fd);
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream
 }
 
 /// Poll `done` until it holds or IO_TIMEOUT passes.

@@ -14,13 +14,13 @@ mod common;
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{IO_TIMEOUT, Server, escaped, read_response, read_to_close};
+use common::{IO_TIMEOUT, Server, connect_small_window, escaped, read_response, read_to_close};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lesson05_epoll");
 
@@ -208,29 +208,6 @@ fn pipelining_answers_in_request_order() {
     let head_only = hello_bytes(false).replace("Hello, World!\\n", "");
     assert!(rest.ends_with(&head_only), "{rest}");
     common::assert_no_panic(&server);
-}
-
-/// A client with a tiny receive buffer, so the server's writes must block.
-fn connect_small_window(addr: SocketAddr) -> TcpStream {
-    use nix::sys::socket::{
-        AddressFamily, SockFlag, SockType, SockaddrIn, connect, setsockopt, socket, sockopt,
-    };
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    setsockopt(&fd, sockopt::RcvBuf, &4096).unwrap();
-    let SocketAddr::V4(v4) = addr else {
-        panic!("IPv4 expected")
-    };
-    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(v4)).unwrap();
-    let stream = TcpStream::from(fd);
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream
 }
 
 #[test]

@@ -273,6 +273,36 @@ pub fn read_to_close(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// A client with a tiny receive buffer (SO_RCVBUF 4 KiB, set before
+/// connect, so the window is small from the handshake on): the server's
+/// writes fill it at once and must wait for the client to read.
+pub fn connect_small_window(addr: SocketAddr) -> TcpStream {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, connect, setsockopt, socket, sockopt,
+    };
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket(2)");
+    setsockopt(&fd, sockopt::RcvBuf, &4096).expect("SO_RCVBUF");
+    let SocketAddr::V4(v4) = addr else {
+        panic!("connect_small_window: IPv4 expected, got {addr}")
+    };
+    connect(fd.as_raw_fd(), &SockaddrIn::from(v4)).expect("connect(2)");
+    let stream = TcpStream::from(fd);
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("read timeout");
+    stream
+        .set_write_timeout(Some(IO_TIMEOUT))
+        .expect("write timeout");
+    stream
+}
+
 /// A connection read so that a reset (ECONNRESET) after some bytes ends it
 /// as EOF would: a server that closes with unread input in its receive
 /// buffer makes its kernel send RST instead of FIN, and the answer it wrote
