@@ -15,8 +15,11 @@
 //! | [`cgi`] | 03 | CGI/1.1: a request as a program's environment and stdin |
 //! | [`static_files`] | 04 | serving a directory as `python3 -m http.server` does |
 //! | [`pool`] | 04 | a fixed pool of worker threads for any job |
+//! | `python` | 06 | CPython inside the server: start it, load the app, stop it (feature `python`) |
+//! | `wsgi` | 06 | the WSGI gateway (PEP 3333) from the server's side (feature `python`) |
 
-#![forbid(unsafe_code)]
+// Only `python` (CPython's C API) may use `unsafe`; it says so itself.
+#![deny(unsafe_code)]
 
 pub mod cgi;
 pub mod cli;
@@ -24,6 +27,10 @@ pub mod connection;
 pub mod http;
 pub mod log;
 pub mod pool;
+#[cfg(feature = "python")]
+pub mod python;
 pub mod shutdown;
 pub mod static_files;
 pub mod trace;
+#[cfg(feature = "python")]
+pub mod wsgi;

@@ -1,0 +1,1 @@
+//! WSGI. Introduced in lesson 06.
