@@ -207,7 +207,7 @@ pub fn read_body(
 // ANCHOR: meta_variables
 /// The environment of the script: RFC 3875 §4.1, one variable per item.
 /// `interface`: these same variables are a WSGI app's `environ` (lesson 06),
-/// with the two differences [`Interface`] lists.
+/// with the few differences [`Interface`] lists.
 pub fn meta_variables(
     request: &Request,
     body_len: Option<u64>,
