@@ -141,11 +141,27 @@ fn linked(expression: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
+/// A directory of this test's own, removed when dropped.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("ladder-embed-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 /// A venv made by the linked interpreter (no pip: fast), with a module only
@@ -283,7 +299,7 @@ fn a_missing_python_is_an_error_not_a_crash() {
 }
 
 /// Apps for the loading tests, in a directory of their own.
-fn load_dir(name: &str) -> PathBuf {
+fn load_dir(name: &str) -> TempDir {
     let dir = temp_dir(name);
     let files = [
         (

@@ -189,7 +189,7 @@ fn assert_500(served: &Served, events: &[Event], problem: &str) {
     assert_eq!(served.status, 500, "{served:?}");
     assert!(
         matches!(
-            &events[..],
+            events,
             [
                 Event::Start {
                     status: 500,
