@@ -171,11 +171,14 @@ pub fn resolve(url_path: &str, prefix: &str, cgi_dir: &Path) -> Result<ScriptTar
 
 // ANCHOR: meta_variables
 /// The environment of the script: RFC 3875 §4.1, one variable per item.
+/// `interface`: these same variables are a WSGI app's `environ` (lesson 06),
+/// with the few differences [`Interface`] lists.
 pub fn meta_variables(
     request: &Request,
     body_len: Option<u64>,
     script: &ScriptTarget,
     gateway: &Gateway,
+    interface: Interface,
 ) -> Vec<(String, OsString)> {
     let mut env: Vec<(String, OsString)> = Vec::new();
     let mut set = |name: &str, value: OsString| env.push((name.to_string(), value));
@@ -187,7 +190,7 @@ pub fn meta_variables(
     set("REQUEST_METHOD", request.method.clone().into());
     set("SCRIPT_NAME", script.script_name.clone().into());
     set("PATH_INFO", OsString::from_vec(script.path_info.clone()));
-    if !script.path_info.is_empty() {
+    if !script.path_info.is_empty() && interface == Interface::Cgi {
         let mut translated = gateway.document_root.clone().into_os_string().into_vec();
         translated.extend_from_slice(&script.path_info);
         set("PATH_TRANSLATED", OsString::from_vec(translated));
@@ -204,15 +207,30 @@ pub fn meta_variables(
     if let Some(kind) = request.values("content-type").next() {
         set("CONTENT_TYPE", OsString::from_vec(kind.to_vec()));
     }
-    env.extend(http_variables(request));
+    env.extend(http_variables(request, interface));
     env
 }
 // ANCHOR_END: meta_variables
 
+/// The two interfaces that hand a request to a program as meta-variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interface {
+    /// RFC 3875: the variables are a script's environment, which it passes
+    /// on to every program it runs and every library it calls.
+    Cgi,
+    /// PEP 3333 (lesson 06): the variables are a Python dict handed to one
+    /// function call. So the app gets the credentials (`HTTP_AUTHORIZATION`:
+    /// a WSGI app checks passwords itself, Flask's `request.authorization`
+    /// reads it), there is no document root (no `PATH_TRANSLATED`), and
+    /// repeated headers are joined with `,` as wsgiref and gunicorn do.
+    Wsgi,
+}
+
 /// §4.1.14: the host part of the request's URL, so the Host header's name
-/// without the port; our own address when there is no Host (HTTP/1.0).
+/// (or an absolute-form target's host) without the port; our own address
+/// when there is none (HTTP/1.0).
 fn server_name(request: &Request, gateway: &Gateway) -> String {
-    let host = request.header("host").unwrap_or("");
+    let host = request.host().unwrap_or("");
     let name = match host.rsplit_once(':') {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
         _ => host,
@@ -227,33 +245,31 @@ fn server_name(request: &Request, gateway: &Gateway) -> String {
 
 // ANCHOR: http_variables
 /// §4.1.18: each request header becomes `HTTP_` + its name, upper-cased,
-/// `-` → `_`; repeated headers are joined with `", "`.
-fn http_variables(request: &Request) -> Vec<(String, OsString)> {
+/// `-` → `_`; repeated headers are joined with `", "` (WSGI: `","`).
+fn http_variables(request: &Request, interface: Interface) -> Vec<(String, OsString)> {
     let mut vars: Vec<(String, Vec<u8>)> = Vec::new();
+    let (join, credentials): (&[u8], &[&str]) = match interface {
+        Interface::Cgi => (b", ", &["authorization", "proxy-authorization"]),
+        Interface::Wsgi => (b",", &[]),
+    };
     for header in &request.headers {
         // Content-Length/-Type already have variables of their own; the
-        // credentials are withheld, as §4.1.18 advises; `Proxy:` would become
-        // HTTP_PROXY, which many HTTP libraries obey as a proxy setting
-        // ("httpoxy", CVE-2016-5385). A name with `_` could pose as another
-        // header's variable (`Content_Length`), so only `-` is accepted.
+        // credentials are withheld from CGI scripts, as §4.1.18 advises;
+        // `Proxy:` would become HTTP_PROXY, which many HTTP libraries obey
+        // as a proxy setting ("httpoxy", CVE-2016-5385). A name with `_`
+        // could pose as another header's variable (`Content_Length`,
+        // `X_Auth_User`), so only `-` is accepted.
         let name = header.name.to_ascii_lowercase();
-        let withheld = [
-            "content-length",
-            "content-type",
-            "authorization",
-            "proxy-authorization",
-            "proxy",
-        ];
+        let withheld = ["content-length", "content-type", "proxy"];
         if withheld.contains(&name.as_str())
+            || credentials.contains(&name.as_str())
             || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
             continue;
         }
         let var = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
         match vars.iter_mut().find(|(v, _)| *v == var) {
-            Some((_, value)) => {
-                value.extend_from_slice(&[b", ".as_slice(), &header.value].concat())
-            }
+            Some((_, value)) => value.extend_from_slice(&[join, &header.value].concat()),
             None => vars.push((var, header.value.clone())),
         }
     }
@@ -610,7 +626,7 @@ pub fn run_script(
     may_keep_alive: bool,
 ) -> io::Result<Outcome> {
     let body_len = (!body.is_empty()).then_some(body.len() as u64);
-    let env = meta_variables(request, body_len, script, gateway);
+    let env = meta_variables(request, body_len, script, gateway, Interface::Cgi);
     let mut child = match spawn(script, env, body, gateway) {
         Ok(child) => child,
         Err(err) => {
@@ -947,12 +963,27 @@ mod tests {
         else {
             panic!("incomplete")
         };
-        let vars = http_variables(&request);
-        let expected = [("HTTP_HOST", "h"), ("HTTP_X_FORWARDED_FOR", "a, b")];
-        let got: Vec<(&str, &str)> = vars
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
-            .collect();
-        assert_eq!(got, expected);
+        let cases: [(Interface, &[(&str, &str)]); 2] = [
+            (
+                Interface::Cgi,
+                &[("HTTP_HOST", "h"), ("HTTP_X_FORWARDED_FOR", "a, b")],
+            ),
+            (
+                Interface::Wsgi,
+                &[
+                    ("HTTP_HOST", "h"),
+                    ("HTTP_X_FORWARDED_FOR", "a,b"),
+                    ("HTTP_AUTHORIZATION", "Basic Zm9v"),
+                ],
+            ),
+        ];
+        for (interface, expected) in cases {
+            let vars = http_variables(&request, interface);
+            let got: Vec<(&str, &str)> = vars
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+                .collect();
+            assert_eq!(got, expected, "{interface:?}");
+        }
     }
 }

@@ -18,8 +18,11 @@
 //! | [`readiness`] | 05 | which sockets are ready: mio, or the raw epoll calls |
 //! | [`event_loop`] | 05 | one thread, many connections; answers that come later |
 //! | [`http_connection`] | 05 | one connection's state machine on the event loop |
+//! | `python` | 06 | CPython inside the server: start it, load the app, stop it (feature `python`) |
+//! | `wsgi` | 06 | the WSGI gateway (PEP 3333) from the server's side (feature `python`) |
 
-#![forbid(unsafe_code)]
+// Only `python` (CPython's C API) may use `unsafe`; it says so itself.
+#![deny(unsafe_code)]
 
 pub mod cgi;
 pub mod cli;
@@ -29,7 +32,11 @@ pub mod http;
 pub mod http_connection;
 pub mod log;
 pub mod pool;
+#[cfg(feature = "python")]
+pub mod python;
 pub mod readiness;
 pub mod shutdown;
 pub mod static_files;
 pub mod trace;
+#[cfg(feature = "python")]
+pub mod wsgi;
