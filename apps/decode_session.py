@@ -1,7 +1,7 @@
 """Read a Flask session cookie without its secret key: it is signed, not encrypted.
 
-    python3 apps/decode_session.py 'eyJ1c2VyIjoiYWRhIn0.aSB3fA.LmK...'
-    python3 apps/decode_session.py 'eyJ1c2VyIjoiYWRhIn0.aSB3fA.LmK...' dev-only-secret-for-the-lesson
+    python3 apps/decode_session.py 'eyJ1c2VyIjoiYWRhIn0.aw404w.anB4MLi1umDzVtZxxh7JISPNlFM'
+    python3 apps/decode_session.py 'eyJ1c2VyIjoiYWRhIn0.aw404w.anB4MLi1umDzVtZxxh7JISPNlFM' dev-only-secret-for-the-lesson
 
 (`session=VALUE` as copied from a browser or a curl cookie jar works too.)
 The cookie is three base64url parts joined by dots:
@@ -40,12 +40,15 @@ def main():
     except ValueError:
         sys.exit("not a Flask session cookie: expected PAYLOAD.TIMESTAMP.SIGNATURE")
 
-    data = b64decode(payload)
-    if compressed:
-        data = zlib.decompress(data)
-    session = json.loads(data)
-    signed_at = datetime.datetime.fromtimestamp(
-        int.from_bytes(b64decode(timestamp), "big"), datetime.timezone.utc)
+    try:
+        data = b64decode(payload)
+        if compressed:
+            data = zlib.decompress(data)
+        session = json.loads(data)
+        signed_at = datetime.datetime.fromtimestamp(
+            int.from_bytes(b64decode(timestamp), "big"), datetime.timezone.utc)
+    except (ValueError, zlib.error) as error:
+        sys.exit(f"not a Flask session cookie: {error}")
 
     print("session:  ", json.dumps(session, indent=2, ensure_ascii=False))
     print("signed at:", signed_at.isoformat())
