@@ -58,7 +58,7 @@ OURS=target/release/lesson06_wsgi
 if [[ " $SERVERS " == *" ours "* ]]; then
     if ! cargo build --quiet --release --bin lesson06_wsgi 2>"$TMP/build.err"; then
         echo "lesson06.sh: cannot build $OURS; cargo said:" >&2
-        tail -n 5 "$TMP/build.err" | sed 's/^/    /' >&2
+        head -n 20 "$TMP/build.err" | sed 's/^/    /' >&2
         echo "lesson06.sh: to measure Granian and gunicorn alone: ONLY=peers benches/lesson06.sh" >&2
         exit 1
     fi
@@ -68,19 +68,19 @@ VENV=$ROOT/target/venv
 
 # ---------------------------------------------------------------- servers
 
-# Start one server for one app, with apps/ as its working directory and the
-# venv's Python; sets SERVER_PID (the process that wrk's load is charged to,
-# with all its descendants).
+# Start one server for one app, with apps/ as its working directory (ours:
+# --chdir) and the venv's Python; sets SERVER_PID, the process that the load
+# is charged to, with all its descendants.
 start() { # server app
-    local port=${PORT[$1]}
+    local port=${PORT[$1]} dir=apps cmd
     case $1 in
-        ours) (cd apps && exec taskset -c "$SERVER_CPU" "$ROOT/$OURS" --threads 1 --quiet \
-                  --python "$VENV" --port "$port" "$2:app") ;;
-        granian) (cd apps && exec taskset -c "$SERVER_CPU" "$VENV/bin/granian" --interface wsgi \
-                  --workers 1 --blocking-threads 1 --http 1 --host 127.0.0.1 --port "$port" "$2:app") ;;
-        gunicorn) (cd apps && exec taskset -c "$SERVER_CPU" "$VENV/bin/gunicorn" -w 1 \
-                  -b "127.0.0.1:$port" "$2:app") ;;
-    esac >"$TMP/$1.out" 2>"$TMP/$1.err" &
+        ours) dir=. cmd=("$OURS" --threads 1 --quiet --python "$VENV" --chdir apps --port "$port" "$2:app") ;;
+        granian) cmd=("$VENV/bin/granian" --interface wsgi --workers 1 --blocking-threads 1 --http 1
+                      --host 127.0.0.1 --port "$port" "$2:app") ;;
+        gunicorn) cmd=("$VENV/bin/gunicorn" -w 1 -b "127.0.0.1:$port" "$2:app") ;;
+    esac
+    # exec: the pid that $! names is the server itself, not a shell around it.
+    (cd "$dir" && exec taskset -c "$SERVER_CPU" "${cmd[@]}") >"$TMP/$1.out" 2>"$TMP/$1.err" &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
 }
