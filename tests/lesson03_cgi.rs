@@ -678,7 +678,9 @@ fn snapshot(name: &str, text: &str) {
     });
 }
 
-/// The request curl sends for the lesson's first command.
+/// The request curl sends for the lesson's first command,
+/// `curl -i -H 'Connection: close' 'http://127.0.0.1:8003/cgi-bin/printenv.sh/foo/bar?x=1'`
+/// (the User-Agent is that of the curl the transcript was first taken with).
 const CURL_PRINTENV: &str = "GET /cgi-bin/printenv.sh/foo/bar?x=1 HTTP/1.1\r\nHost: 127.0.0.1:PORT\r\n\
     User-Agent: curl/7.88.1\r\nAccept: */*\r\nConnection: close\r\n\r\n";
 
@@ -716,7 +718,7 @@ fn transcript_redirects_and_failures() {
     ] {
         let response = get(&server, target);
         transcript.push_str(&format!(
-            "$ curl -i http://127.0.0.1:{port}{target}\n{}",
+            "$ curl -i -H 'Connection: close' 'http://127.0.0.1:{port}{target}'\n{}",
             response.head.replace('\r', "")
         ));
         transcript.push_str(&text(&response));
