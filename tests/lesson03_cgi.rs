@@ -778,7 +778,7 @@ fn transcript_python_side_by_side() {
         };
         let text = text.replace(&python.addr.ip().to_string(), "127.0.0.1");
         transcript.push_str(&format!(
-            "### {who}\n$ curl -i 'http://127.0.0.1:{default_port}/cgi-bin/printenv.py/foo?hello'\n"
+            "### {who}\n$ curl -i -H 'Connection: close' 'http://127.0.0.1:{default_port}/cgi-bin/printenv.py/foo?hello'\n"
         ));
         transcript.push_str(&normalise(&text, port, default_port));
         transcript.push('\n');
@@ -794,7 +794,9 @@ fn transcript_python_side_by_side() {
         let mut stream = python.connect().unwrap();
         let bytes = exchange(&mut stream, raw.as_bytes()).unwrap();
         let text = String::from_utf8_lossy(&bytes).replace('\r', "");
-        transcript.push_str(&format!("$ curl -i http://127.0.0.1:8000{target}\n"));
+        transcript.push_str(&format!(
+            "$ curl -i -H 'Connection: close' http://127.0.0.1:8000{target}\n"
+        ));
         transcript.push_str(&normalise(&text, port, 8000));
         transcript.push('\n');
     }
