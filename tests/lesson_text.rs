@@ -943,6 +943,53 @@ fn exercise_readmes_list_their_holes() {
     assert_none("exercise hole lists", problems);
 }
 
+/// Relative link targets of a Markdown text, outside fenced blocks:
+/// (1-based line, target). Links to a scheme (`https:`) or an anchor skip.
+fn relative_links(text: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    let mut open_fence = None;
+    for (i, line) in text.lines().enumerate() {
+        if let Some(n) = open_fence {
+            open_fence = (!fence_close(line, n)).then_some(n);
+            continue;
+        }
+        open_fence = fence_open(line);
+        if open_fence.is_some() {
+            continue;
+        }
+        for part in line.split("](").skip(1) {
+            let target = part.split(')').next().unwrap_or("").trim();
+            if !target.contains(':') && !target.starts_with('#') && !target.is_empty() {
+                found.push((i + 1, target.to_string()));
+            }
+        }
+    }
+    found
+}
+
+/// mdBook builds `lessons/` alone: a relative link out of it (`../x.md`)
+/// works on GitHub and breaks in the built book. Name such files in code
+/// font (`exercises/ex01_echo/README.md`) instead.
+#[test]
+fn chapter_links_stay_inside_the_book() {
+    let mut problems = Vec::new();
+    for path in files("lessons", ".md", false) {
+        for (line, target) in relative_links(&read(&path).unwrap_or_default()) {
+            let file = target.split('#').next().unwrap_or("");
+            if file.starts_with("../") || file.starts_with('/') {
+                problems.push(format!(
+                    "{path}:{line}: links {target}, outside the book: name it in code font"
+                ));
+            } else if read(&format!("lessons/{file}")).is_none() {
+                problems.push(format!(
+                    "{path}:{line}: links {target}, which does not exist"
+                ));
+            }
+        }
+    }
+    assert_none("links in lessons/", problems);
+}
+
 /// lessons/SUMMARY.md links only files that exist, and lists every chapter.
 #[test]
 fn summary_lists_every_chapter() {
@@ -1208,5 +1255,17 @@ fn a_hole_list_must_match_the_skeleton() {
     has(
         &problems(&good.replace(": may call `helper`", "")),
         "names no helper",
+    );
+}
+
+#[test]
+fn links_out_of_the_book_are_found() {
+    let md = "See [ex](../exercises/ex01/README.md) and [c](02-hello.md#x), [w](https://x.org/a).\n```md\n[no](../in/a/block.md)\n```\n";
+    assert_eq!(
+        relative_links(md),
+        [
+            (1, "../exercises/ex01/README.md".to_string()),
+            (1, "02-hello.md#x".to_string())
+        ]
     );
 }
