@@ -678,7 +678,9 @@ fn snapshot(name: &str, text: &str) {
     });
 }
 
-/// The request curl sends for the lesson's first command.
+/// The request curl sends for the lesson's first command,
+/// `curl -i -H 'Connection: close' 'http://127.0.0.1:8003/cgi-bin/printenv.sh/foo/bar?x=1'`
+/// (the User-Agent is that of the curl the transcript was first taken with).
 const CURL_PRINTENV: &str = "GET /cgi-bin/printenv.sh/foo/bar?x=1 HTTP/1.1\r\nHost: 127.0.0.1:PORT\r\n\
     User-Agent: curl/7.88.1\r\nAccept: */*\r\nConnection: close\r\n\r\n";
 
@@ -716,7 +718,7 @@ fn transcript_redirects_and_failures() {
     ] {
         let response = get(&server, target);
         transcript.push_str(&format!(
-            "$ curl -i http://127.0.0.1:{port}{target}\n{}",
+            "$ curl -i -H 'Connection: close' 'http://127.0.0.1:{port}{target}'\n{}",
             response.head.replace('\r', "")
         ));
         transcript.push_str(&text(&response));
@@ -776,7 +778,7 @@ fn transcript_python_side_by_side() {
         };
         let text = text.replace(&python.addr.ip().to_string(), "127.0.0.1");
         transcript.push_str(&format!(
-            "### {who}\n$ curl -i 'http://127.0.0.1:{default_port}/cgi-bin/printenv.py/foo?hello'\n"
+            "### {who}\n$ curl -i -H 'Connection: close' 'http://127.0.0.1:{default_port}/cgi-bin/printenv.py/foo?hello'\n"
         ));
         transcript.push_str(&normalise(&text, port, default_port));
         transcript.push('\n');
@@ -792,7 +794,9 @@ fn transcript_python_side_by_side() {
         let mut stream = python.connect().unwrap();
         let bytes = exchange(&mut stream, raw.as_bytes()).unwrap();
         let text = String::from_utf8_lossy(&bytes).replace('\r', "");
-        transcript.push_str(&format!("$ curl -i http://127.0.0.1:8000{target}\n"));
+        transcript.push_str(&format!(
+            "$ curl -i -H 'Connection: close' http://127.0.0.1:8000{target}\n"
+        ));
         transcript.push_str(&normalise(&text, port, 8000));
         transcript.push('\n');
     }

@@ -646,8 +646,9 @@ fn normalise(text: &str, port: u16) -> String {
     out
 }
 
-/// The `--trace` narration of one client sending two pipelined requests:
-/// the lesson quotes it.
+/// The `--trace` narration of one client sending two pipelined requests,
+/// staying until the server has gone idle, then closing: what the lesson's
+/// `(printf '…'; sleep 1) | nc -q 0 127.0.0.1 8005` does. The lesson quotes it.
 #[test]
 fn trace_transcript() {
     let dir = TempDir::new("trace");

@@ -13,7 +13,7 @@
 //! failing. Markers inside a fenced block are examples and are ignored.
 //! Std only: the scanning is plain string matching, no regex crate.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 
@@ -713,6 +713,283 @@ fn skeletons_match_their_reference() {
     assert_none("skeleton fidelity", problems);
 }
 
+// ---------------------------------------------------------------- exercise holes
+//
+// An exercise is work the student does: no chapter or slide prints the
+// reference body of a hole (or a region around one), so the sections an
+// exercise README sends the student to explain each hole's idea in prose,
+// pseudo-code, or the library code it calls. Each exercise README opens
+// with its holes, `file:line` one a line, and the helpers each may call.
+
+/// Names of the anchors opened inside region `name` of `source` (nested).
+fn nested_anchors<'a>(source: &'a str, name: &str) -> Vec<&'a str> {
+    source
+        .lines()
+        .skip_while(|l| anchor_line(l) != Some((true, name)))
+        .skip(1)
+        .take_while(|l| anchor_line(l) != Some((false, name)))
+        .filter_map(anchor_line)
+        .filter(|a| a.0)
+        .map(|a| a.1)
+        .collect()
+}
+
+/// Code markers of `text` that quote an exercise hole, or a region holding
+/// one. `holes` maps a reference file to the names of its holes.
+fn quoted_holes(
+    md: &str,
+    text: &str,
+    holes: &BTreeMap<String, Vec<String>>,
+    read: &dyn Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for marker in markers(text).into_iter().filter(|m| m.kind == "code") {
+        let Some((path, anchor)) = marker.target.split_once('#') else {
+            continue;
+        };
+        let Some(names) = holes.get(path) else {
+            continue;
+        };
+        let source = read(path).unwrap_or_default();
+        let inside = nested_anchors(&source, anchor);
+        let hit = std::iter::once(anchor)
+            .chain(inside)
+            .find(|a| names.iter().any(|n| n == a));
+        if let Some(hole) = hit {
+            problems.push(format!(
+                "{md}:{}: `{}` prints the body of exercise hole `{hole}`: explain it \
+                 without its code (prose, pseudo-code, the library it calls)",
+                marker.line + 1,
+                marker.target
+            ));
+        }
+    }
+    problems
+}
+
+/// The holes the student fills: holes (see [`holes`]) that hold no other
+/// hole. (A region around a hole is blanked too, but is not one more task.)
+fn innermost_holes(skeleton: &str) -> Vec<&str> {
+    let all = holes(skeleton);
+    all.iter()
+        .copied()
+        .filter(|h| !nested_anchors(skeleton, h).iter().any(|n| all.contains(n)))
+        .collect()
+}
+
+/// Reference file -> its holes, for every exercise.
+fn all_holes() -> BTreeMap<String, Vec<String>> {
+    exercises()
+        .into_iter()
+        .map(|(skeleton, reference)| {
+            let text = read(&skeleton).unwrap_or_default();
+            let names = innermost_holes(&text)
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            (reference, names)
+        })
+        .collect()
+}
+
+/// No chapter or slide quotes an exercise hole's reference body.
+#[test]
+fn chapters_do_not_print_exercise_holes() {
+    let holes = all_holes();
+    let problems = docs()
+        .iter()
+        .flat_map(|(md, text)| quoted_holes(md, text, &holes, &read))
+        .collect();
+    assert_none("exercise holes printed by the text", problems);
+}
+
+/// One hole as the exercise README lists it: `- `FILE:LINE` `NAME` …`.
+#[derive(Debug, PartialEq)]
+struct ListedHole {
+    file: String,
+    line: usize,
+    name: String,
+    /// The rest of the README line, after the name.
+    rest: String,
+}
+
+/// The hole lines of an exercise README: the list under its first `##`
+/// heading, which must be `## The holes`.
+fn listed_holes(readme: &str) -> Result<Vec<ListedHole>, String> {
+    let mut sections = readme.lines().skip_while(|l| !l.starts_with("## "));
+    match sections.next() {
+        Some("## The holes") => {}
+        other => {
+            return Err(format!(
+                "its first section is {other:?}, not \"## The holes\""
+            ));
+        }
+    }
+    let mut listed = Vec::new();
+    for line in sections.take_while(|l| !l.starts_with("## ")) {
+        let Some(rest) = line.strip_prefix("- `") else {
+            continue;
+        };
+        let (place, rest) = rest.split_once('`').ok_or(format!("unclosed `: {line}"))?;
+        let (file, number) = place
+            .rsplit_once(':')
+            .ok_or(format!("no FILE:LINE in {line}"))?;
+        let rest = rest.trim_start().strip_prefix('`').unwrap_or("");
+        let (name, rest) = rest.split_once('`').unwrap_or(("", rest));
+        listed.push(ListedHole {
+            file: file.to_string(),
+            line: number
+                .parse()
+                .map_err(|_| format!("bad line number in {line}"))?,
+            name: name.to_string(),
+            rest: rest.to_string(),
+        });
+    }
+    Ok(listed)
+}
+
+/// Where the student starts: the 1-based line of the first `// TODO` inside
+/// hole `name` of the skeleton.
+fn todo_line(skeleton: &str, name: &str) -> Option<usize> {
+    let lines: Vec<&str> = skeleton.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| anchor_line(l) == Some((true, name)))?;
+    (start + 1..lines.len())
+        .take_while(|&i| anchor_line(lines[i]) != Some((false, name)))
+        .find(|&i| lines[i].trim_start().starts_with("// TODO"))
+        .map(|i| i + 1)
+}
+
+/// The problems with one exercise README's list of holes.
+fn hole_list_problems(
+    readme_path: &str,
+    readme: &str,
+    skeleton_path: &str,
+    skeleton: &str,
+    reference: &str,
+) -> Vec<String> {
+    let listed = match listed_holes(readme) {
+        Ok(listed) => listed,
+        Err(why) => return vec![format!("{readme_path}: {why}")],
+    };
+    let mut problems = Vec::new();
+    let want = innermost_holes(skeleton);
+    let got: Vec<&str> = listed.iter().map(|h| h.name.as_str()).collect();
+    if got != want {
+        problems.push(format!(
+            "{readme_path}: lists holes {got:?}, the skeleton has {want:?} (in this order)"
+        ));
+    }
+    for hole in &listed {
+        let Some(line) = todo_line(skeleton, &hole.name) else {
+            continue;
+        };
+        if hole.file != skeleton_path || hole.line != line {
+            problems.push(format!(
+                "{readme_path}: hole `{}` is at `{skeleton_path}:{line}` (its first TODO), not `{}:{}`",
+                hole.name, hole.file, hole.line
+            ));
+        }
+        let body = region(skeleton, &hole.name).unwrap_or_default();
+        // The helpers: the backticked names after "may call", up to the sentence's end.
+        let helpers = hole.rest.split_once("may call").map_or("", |h| h.1);
+        let helpers = helpers.split(". ").next().unwrap_or("");
+        if helpers.is_empty() {
+            problems.push(format!(
+                "{readme_path}: hole `{}` names no helper (\"may call `x`\")",
+                hole.name
+            ));
+        }
+        for helper in helpers.split('`').skip(1).step_by(2) {
+            if !body.contains(helper) {
+                problems.push(format!(
+                    "{readme_path}: hole `{}` may call `{helper}`, which its TODO in {skeleton_path} never names",
+                    hole.name
+                ));
+            }
+        }
+        let traces = region(reference, &hole.name).is_ok_and(|r| r.contains("trace!("));
+        if traces && !hole.rest.contains("yourself") {
+            problems.push(format!(
+                "{readme_path}: the reference's `{}` has --trace lines: say \"add them yourself\"",
+                hole.name
+            ));
+        }
+    }
+    problems
+}
+
+/// Each exercise README opens with `## The holes`: one line per hole of its
+/// skeleton, in order, `file:line` of the hole's first TODO, and the helpers
+/// it may call, each named by that TODO.
+#[test]
+fn exercise_readmes_list_their_holes() {
+    let mut problems = Vec::new();
+    for (skeleton, reference) in exercises() {
+        let readme_path = format!("exercises/{}/README.md", stem(&skeleton));
+        let Some(readme) = read(&readme_path) else {
+            problems.push(format!("{readme_path} does not exist"));
+            continue;
+        };
+        problems.extend(hole_list_problems(
+            &readme_path,
+            &readme,
+            &skeleton,
+            &read(&skeleton).unwrap_or_default(),
+            &read(&reference).unwrap_or_default(),
+        ));
+    }
+    assert_none("exercise hole lists", problems);
+}
+
+/// Relative link targets of a Markdown text, outside fenced blocks:
+/// (1-based line, target). Links to a scheme (`https:`) or an anchor skip.
+fn relative_links(text: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    let mut open_fence = None;
+    for (i, line) in text.lines().enumerate() {
+        if let Some(n) = open_fence {
+            open_fence = (!fence_close(line, n)).then_some(n);
+            continue;
+        }
+        open_fence = fence_open(line);
+        if open_fence.is_some() {
+            continue;
+        }
+        for part in line.split("](").skip(1) {
+            let target = part.split(')').next().unwrap_or("").trim();
+            if !target.contains(':') && !target.starts_with('#') && !target.is_empty() {
+                found.push((i + 1, target.to_string()));
+            }
+        }
+    }
+    found
+}
+
+/// mdBook builds `lessons/` alone: a relative link out of it (`../x.md`)
+/// works on GitHub and breaks in the built book. Name such files in code
+/// font (`exercises/ex01_echo/README.md`) instead.
+#[test]
+fn chapter_links_stay_inside_the_book() {
+    let mut problems = Vec::new();
+    for path in files("lessons", ".md", false) {
+        for (line, target) in relative_links(&read(&path).unwrap_or_default()) {
+            let file = target.split('#').next().unwrap_or("");
+            if file.starts_with("../") || file.starts_with('/') {
+                problems.push(format!(
+                    "{path}:{line}: links {target}, outside the book: name it in code font"
+                ));
+            } else if read(&format!("lessons/{file}")).is_none() {
+                problems.push(format!(
+                    "{path}:{line}: links {target}, which does not exist"
+                ));
+            }
+        }
+    }
+    assert_none("links in lessons/", problems);
+}
+
 /// lessons/SUMMARY.md links only files that exist, and lists every chapter.
 #[test]
 fn summary_lists_every_chapter() {
@@ -926,4 +1203,69 @@ fn rebuilt_skeleton_keeps_holes_and_takes_the_rest() {
         "// new header\n// ANCHOR: h\nfn h() { todo!(\"ex\") }\n// ANCHOR_END: h\nfn tail() {}\n"
     );
     assert_eq!(skeleton_drift(reference, &rebuilt), None);
+}
+
+#[test]
+fn printing_a_hole_or_a_region_around_one_is_found() {
+    let source = "// ANCHOR: outer\nfn run() {\n    // ANCHOR: hole\n    work();\n    // ANCHOR_END: hole\n}\n// ANCHOR_END: outer\n// ANCHOR: lib\nlib();\n// ANCHOR_END: lib\n";
+    let read = |p: &str| (p == "src/bin/l.rs").then(|| source.to_string());
+    let holes: BTreeMap<String, Vec<String>> =
+        [("src/bin/l.rs".to_string(), vec!["hole".to_string()])].into();
+    let md = "<!-- code: src/bin/l.rs#hole -->\n```rust\n```\n<!-- code: src/bin/l.rs#outer -->\n```rust\n```\n<!-- code: src/bin/l.rs#lib -->\n```rust\n```\n";
+    let found = quoted_holes("x.md", md, &holes, &read);
+    assert_eq!(found.len(), 2, "{found:?}");
+    has(
+        &found[0],
+        "x.md:1: `src/bin/l.rs#hole` prints the body of exercise hole `hole`",
+    );
+    has(
+        &found[1],
+        "x.md:4: `src/bin/l.rs#outer` prints the body of exercise hole `hole`",
+    );
+}
+
+#[test]
+fn a_hole_list_must_match_the_skeleton() {
+    let reference = "fn a() {\n    // ANCHOR: read\n    trace!(\"x\");\n    real();\n    // ANCHOR_END: read\n}\n";
+    let skeleton = "fn a() {\n    // ANCHOR: read\n    // TODO(ex01): call `helper`\n    todo!(\"ex01\")\n    // ANCHOR_END: read\n}\n";
+    let good = "# Ex\n\nIntro.\n\n## The holes\n\n- `s.rs:3` `read`: may call `helper`; the --trace lines: add them yourself\n\n## Run it\n";
+    assert!(hole_list_problems("R.md", good, "s.rs", skeleton, reference).is_empty());
+    let problems =
+        |readme: &str| hole_list_problems("R.md", readme, "s.rs", skeleton, reference).join("\n");
+    has(
+        &problems(&good.replace("s.rs:3", "s.rs:2")),
+        "is at `s.rs:3` (its first TODO), not `s.rs:2`",
+    );
+    has(
+        &problems(&good.replace("`helper`", "`other`")),
+        "may call `other`, which its TODO in s.rs never names",
+    );
+    has(
+        &problems(&good.replace("`read`", "`write`")),
+        "lists holes [\"write\"], the skeleton has [\"read\"]",
+    );
+    has(
+        &problems(&good.replace(": add them yourself", "")),
+        "say \"add them yourself\"",
+    );
+    has(
+        &problems(&good.replace("## The holes", "## Read first")),
+        "not \"## The holes\"",
+    );
+    has(
+        &problems(&good.replace(": may call `helper`", "")),
+        "names no helper",
+    );
+}
+
+#[test]
+fn links_out_of_the_book_are_found() {
+    let md = "See [ex](../exercises/ex01/README.md) and [c](02-hello.md#x), [w](https://x.org/a).\n```md\n[no](../in/a/block.md)\n```\n";
+    assert_eq!(
+        relative_links(md),
+        [
+            (1, "../exercises/ex01/README.md".to_string()),
+            (1, "02-hello.md#x".to_string())
+        ]
+    );
 }

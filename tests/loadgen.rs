@@ -19,6 +19,8 @@ enum Behaviour {
     CloseEarly,
     /// Answer nothing; report every byte received once the client leaves.
     Observe,
+    /// Like `Answer`, but hold the answer to the 5th request for a second.
+    StallOnce,
 }
 
 struct TestServer {
@@ -75,6 +77,15 @@ fn serve(
             requests.fetch_add(1, Ordering::SeqCst);
             match behaviour {
                 Behaviour::Answer => {
+                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+                    if stream.write_all(answer).is_err() {
+                        return;
+                    }
+                }
+                Behaviour::StallOnce => {
+                    if requests.load(Ordering::SeqCst) == 5 {
+                        thread::sleep(Duration::from_secs(1));
+                    }
                     let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
                     if stream.write_all(answer).is_err() {
                         return;
@@ -256,6 +267,48 @@ fn idle_and_slow_clients_connect_and_never_finish_a_request() {
             String::from_utf8_lossy(bytes)
         );
     }
+}
+
+/// The numbers of `"counts":[…]` in loadgen's JSON.
+fn timeline_counts(json: &str) -> Vec<u64> {
+    let at = json
+        .find("\"counts\":[")
+        .unwrap_or_else(|| panic!("no counts in {json}"));
+    let rest = &json[at + "\"counts\":[".len()..];
+    let list = &rest[..rest.find(']').unwrap()];
+    list.split(',').map(|n| n.parse().unwrap()).collect()
+}
+
+/// `--timeline 100ms` counts the completed requests per 100 ms, one bucket
+/// for each interval of the run; a server that holds its answer for a
+/// second shows as a run of zeros (the demo of lesson 05's `/slow`).
+#[test]
+fn the_timeline_shows_a_stall_as_a_run_of_zeros() {
+    let server = server(Behaviour::StallOnce);
+    let json = loadgen_json(&["-c", "1", "-d", "2s", "--timeline", "100ms", &server.url]);
+    assert!(
+        json.contains("\"timeline\":{\"interval_ms\":100.000,"),
+        "{json}"
+    );
+    let counts = timeline_counts(&json);
+    assert_eq!(counts.len(), 20, "2 s in 100 ms buckets: {json}");
+    assert_eq!(counts.iter().sum::<u64>(), number(&json, "{", "requests"));
+    // One client, and its 5th answer held for 1 s: whatever the machine's
+    // speed, at least 9 whole intervals in a row complete nothing.
+    let longest_gap = counts
+        .split(|&n| n > 0)
+        .map(<[u64]>::len)
+        .max()
+        .unwrap_or(0);
+    assert!(longest_gap >= 9, "no stall visible in {counts:?}");
+
+    // As text: a header, then rows of ten intervals.
+    let output = loadgen(&["-c", "1", "-d", "300ms", "--timeline", "100ms", &server.url]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("timeline:  requests completed per 100ms (a row is 1s)\n      0.0s "),
+        "{text}"
+    );
 }
 
 #[test]

@@ -32,7 +32,8 @@ use mio::{Events, Interest, Poll, Token};
         loadgen http://127.0.0.1:8002/                       10 keep-alive connections for 10 s\n  \
         loadgen -c 100 -d 5s --new-connection-per-request http://127.0.0.1:8004/\n  \
         loadgen -c 10 --slow 200 -d 20s http://127.0.0.1:8004/   slowloris next to real clients\n  \
-        loadgen -c 0 --idle 10000 -d 10s http://127.0.0.1:8005/  ten thousand idle clients\n\n\
+        loadgen -c 0 --idle 10000 -d 10s http://127.0.0.1:8005/  ten thousand idle clients\n  \
+        loadgen -c 50 -d 5s --timeline 100ms http://127.0.0.1:8005/hello   requests per 100 ms\n\n\
         Many connections need many descriptors: loadgen raises its soft limit to the hard\n\
         limit; if that is not enough, run `ulimit -n 20000` (or more) first."
 )]
@@ -75,6 +76,11 @@ struct Args {
     /// A request (or connect) that takes longer counts as a timeout error
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     timeout: Duration,
+
+    /// Also print how many requests completed in each interval of this
+    /// length (e.g. 100ms): a server that stalls shows as a run of zeros
+    #[arg(long, value_parser = parse_duration, value_name = "INTERVAL")]
+    timeline: Option<Duration>,
 
     /// Print the results as one JSON object on stdout
     #[arg(long)]
@@ -179,6 +185,10 @@ struct Load {
     poll: Poll,
     slots: Vec<Slot>,
     latencies: Vec<Duration>,
+    /// When the run started, and for `--timeline` the requests completed
+    /// in each interval since then (empty without `--timeline`).
+    start: Instant,
+    timeline: Vec<u64>,
     statuses: BTreeMap<u16, u64>,
     /// Counts by `Error` (as index).
     errors: [u64; 6],
@@ -208,6 +218,11 @@ fn run(args: Args) -> io::Result<()> {
     if total == 0 {
         return Err(io::Error::other(
             "nothing to do: --connections, --slow and --idle are all 0",
+        ));
+    }
+    if args.timeline.is_some_and(|t| t.is_zero()) {
+        return Err(io::Error::other(
+            "--timeline needs an interval above 0, e.g. 100ms",
         ));
     }
     raise_fd_limit(total as u64 + 32)?;
@@ -244,10 +259,16 @@ fn run(args: Args) -> io::Result<()> {
         poll: Poll::new()?,
         slots,
         latencies: Vec::new(),
+        start: now,
+        timeline: Vec::new(),
         statuses: BTreeMap::new(),
         errors: [0; 6],
         dropped: [0; 3],
     };
+    if let Some(interval) = load.args.timeline {
+        let n = load.args.duration.as_nanos().div_ceil(interval.as_nanos());
+        load.timeline = vec![0; (n as usize).max(1)];
+    }
     let elapsed = load.drive()?;
     let open = load.open_counts();
     if load.args.json {
@@ -304,6 +325,7 @@ impl Load {
     /// The event loop: connect, write, read, until the duration is over.
     fn drive(&mut self) -> io::Result<Duration> {
         let start = Instant::now();
+        self.start = start;
         let end = start + self.args.duration;
         let live = io::stderr().is_terminal() && !self.args.json;
         let mut next_progress = start + Duration::from_secs(1);
@@ -570,12 +592,38 @@ impl Load {
         let conn = self.slots[i].conn.as_mut().expect("connected");
         self.latencies.push(conn.started.elapsed());
         conn.response = None;
+        if !self.timeline.is_empty() {
+            let interval = self.args.timeline.expect("a timeline has an interval");
+            let at = (self.start.elapsed().as_nanos() / interval.as_nanos()) as usize;
+            // The last pass may end a hair after --duration: count it last.
+            let last = self.timeline.len() - 1;
+            self.timeline[at.min(last)] += 1;
+        }
         if !keep_alive || self.args.new_connection_per_request {
             return Step::Close(None);
         }
         conn.started = Instant::now();
         conn.written = 0;
         Step::Again
+    }
+
+    /// The timeline as text: one row per ten intervals, each row starting
+    /// with the time of its first interval.
+    fn timeline_text(&self, interval: Duration) -> String {
+        let mut out = format!(
+            "timeline:  requests completed per {} (a row is {})\n",
+            show_duration(interval),
+            show_duration(interval * 10)
+        );
+        for (row, counts) in self.timeline.chunks(10).enumerate() {
+            let at = interval.as_secs_f64() * (row * 10) as f64;
+            let _ = write!(out, "  {at:7.1}s ");
+            for n in counts {
+                let _ = write!(out, " {n:5}");
+            }
+            out.push('\n');
+        }
+        out
     }
 
     /// Open connections per role: workers, slow, idle.
@@ -653,6 +701,9 @@ impl Load {
                 open[1], self.dropped[1], open[2], self.dropped[2]
             );
         }
+        if let Some(interval) = args.timeline {
+            out.push_str(&self.timeline_text(interval));
+        }
         out
     }
 
@@ -679,7 +730,7 @@ impl Load {
             "{{\"url\":\"{url}\",\"seconds\":{secs:.3},\"connections\":{},\"keep_alive\":{},\"requests\":{},\"requests_per_second\":{:.1},\
              \"latency_ms\":{{\"p50\":{p50:.3},\"p90\":{p90:.3},\"p99\":{p99:.3},\"max\":{max:.3}}},\"statuses\":{{{}}},\
              \"errors\":{{\"total\":{},{}}},\
-             \"slow\":{{\"clients\":{},\"open\":{},\"dropped\":{}}},\"idle\":{{\"clients\":{},\"open\":{},\"dropped\":{}}}}}",
+             \"slow\":{{\"clients\":{},\"open\":{},\"dropped\":{}}},\"idle\":{{\"clients\":{},\"open\":{},\"dropped\":{}}}{}}}",
             self.args.connections,
             !self.args.new_connection_per_request,
             self.latencies.len(),
@@ -692,7 +743,30 @@ impl Load {
             self.dropped[1],
             self.args.idle,
             open[2],
-            self.dropped[2]
+            self.dropped[2],
+            self.timeline_json(),
         )
+    }
+
+    /// `,"timeline":{"interval_ms":100.000,"counts":[…]}`, or nothing.
+    fn timeline_json(&self) -> String {
+        let Some(interval) = self.args.timeline else {
+            return String::new();
+        };
+        let counts: Vec<String> = self.timeline.iter().map(u64::to_string).collect();
+        format!(
+            ",\"timeline\":{{\"interval_ms\":{:.3},\"counts\":[{}]}}",
+            interval.as_secs_f64() * 1000.0,
+            counts.join(",")
+        )
+    }
+}
+
+/// `100ms`, `1s`, `1.5s`: a duration as the flags spell it.
+fn show_duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs_f64())
     }
 }

@@ -108,9 +108,10 @@ fn run(args: &Args) -> io::Result<()> {
 // ANCHOR: socket_setup
 fn listen_socket(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
     // TODO(ex01): make the listening socket, one system call at a time:
-    //   socket(2) for addr's family (a stream socket, close-on-exec),
-    //   setsockopt(SO_REUSEADDR), bind(2) to `addr` (turn its error into a
-    //   sentence with `ladder::cli::bind_error`), listen(2) with `backlog`. Trace each call.
+    //   `socket` (for `family(addr)`, `SockType::Stream`, `SockFlag::SOCK_CLOEXEC`),
+    //   `setsockopt` with `sockopt::ReuseAddr`, `bind` to `SockaddrStorage::from(addr)`
+    //   (turn its error into a sentence with `ladder::cli::bind_error`), `listen`
+    //   with `Backlog::new(backlog)`. The --trace lines (`trace!`) are yours to add.
     //   Read first: lessons/01-echo.md, "How it works".
     todo!("ex01: socket, setsockopt, bind, listen")
 }
@@ -130,9 +131,10 @@ fn listen_socket(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
 // started later cannot inherit the connection; this one never starts any.
 // ANCHOR: accept_loop
 fn accept_loop(listener: &OwnedFd, quiet: bool) -> io::Result<()> {
-    // TODO(ex01): forever: accept(2) the next connection on `listener` and `serve`
-    //   it. Retry on EINTR and ECONNABORTED; on any other error, log it, sleep a
-    //   little and carry on: one failed accept must not end the server.
+    // TODO(ex01): forever: `accept` the next connection on `listener.as_raw_fd()` and
+    //   `serve` it. Retry on `Errno::EINTR` and `Errno::ECONNABORTED`; on any other
+    //   error, log it, `thread::sleep` a little and carry on: one failed accept must
+    //   not end the server.
     todo!("ex01: accept and serve, forever")
 }
 // ANCHOR_END: accept_loop
@@ -169,9 +171,10 @@ fn serve(listen_fd: RawFd, fd: RawFd, quiet: bool) {
 // recv waits for data; returning 0 means no more will ever come.
 // ANCHOR: echo_loop
 fn echo_loop(fd: RawFd, echoed: &mut u64) -> nix::Result<()> {
-    // TODO(ex01): recv(2) into a buffer until it returns 0 (EOF: return Ok);
-    //   send back exactly the n bytes received (`send_all`) and add n to `echoed`.
-    //   Retry on EINTR; return any other error.
+    // TODO(ex01): `recv` (flags `MsgFlags::empty()`) into a `BUF_SIZE` buffer until it
+    //   returns 0 (EOF: return Ok); send back exactly the n bytes received
+    //   (`send_all`) and add n to `echoed`. Retry on `Errno::EINTR`; return any other
+    //   error. The --trace lines (`trace!`) are yours to add.
     todo!("ex01: recv until 0, send back what came")
 }
 // ANCHOR_END: echo_loop
@@ -186,8 +189,9 @@ fn echo_loop(fd: RawFd, echoed: &mut u64) -> nix::Result<()> {
 // would get EPIPE anyway; a C server must ask for it, and so we do too.
 // ANCHOR: send_all
 fn send_all(fd: RawFd, mut data: &[u8]) -> nix::Result<()> {
-    // TODO(ex01): send(2) (with MSG_NOSIGNAL) until all of `data` is sent:
-    //   send may take fewer bytes than offered. Retry on EINTR.
+    // TODO(ex01): `send` (with `MsgFlags::MSG_NOSIGNAL`) until all of `data` is sent:
+    //   send may take fewer bytes than offered. Retry on `Errno::EINTR`. The --trace
+    //   line (`trace!`) is yours to add.
     todo!("ex01: send until everything is sent")
 }
 // ANCHOR_END: send_all

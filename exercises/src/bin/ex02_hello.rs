@@ -182,9 +182,9 @@ fn print_head(head: &[u8]) {
 // Keep-alive comes back in lesson 05, where an idle connection costs nothing.
 // ANCHOR: respond
 fn respond(mut conn: Connection, request: &Request) -> io::Result<()> {
-    // TODO(ex02): 200 with `page(request)` as the body: Response::with_bytes,
+    // TODO(ex02): 200 with `page(request)` as the body: `Response::with_bytes`,
     //   with a Content-Type; `conn.respond` it (no keep-alive: this server
-    //   answers one request per connection); then log::access with the size.
+    //   answers one request per connection); then `log::access` with the size.
     todo!("ex02: build the response, send it")
 }
 // ANCHOR_END: respond
@@ -224,7 +224,7 @@ fn page(request: &Request) -> String {
 fn reject<T>(conn: Connection, request: Option<&Request>, got: Got<T>) -> io::Result<()> {
     // TODO(ex02): `conn.refuse` answers a Got that is not Done (the error page,
     //   then a lingering close). This server wants a request: a client that
-    //   sent nothing before the deadline (Got::Idle) gets 408 too.
+    //   sent nothing before the deadline (`Got::Idle`) gets 408 too (`Got::TimedOut`).
     todo!("ex02: refuse, close gracefully")
 }
 // ANCHOR_END: reject

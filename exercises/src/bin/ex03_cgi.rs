@@ -124,9 +124,9 @@ fn run(args: Args) -> io::Result<()> {
     ladder::cli::announce("http", listener.local_addr()?)?;
     // ANCHOR: accept_loop
     // TODO(ex03): for each connection from `listener.incoming()`: log an
-    //   accept error and go on; otherwise start a thread (give it its own
-    //   `Arc::clone(&site)`) that runs `serve_connection` and traces its error.
-    //   Then `Ok(())` (the loop never ends).
+    //   accept error and go on; otherwise start a thread (`thread::spawn`; give it
+    //   its own `Arc::clone(&site)`) that runs `serve_connection` and traces its
+    //   error (`trace!`). Then `Ok(())` (the loop never ends).
     todo!("ex03: accept, a thread per connection")
     // ANCHOR_END: accept_loop
 }
@@ -203,9 +203,11 @@ fn serve_connection(stream: TcpStream, site: &Site) -> io::Result<()> {
 /// (RFC 3875 calls these server-supplied values meta-variables too).
 fn gateway(peer: SocketAddr, local: SocketAddr, site: &Site) -> Gateway {
     // ANCHOR: gateway
-    // TODO(ex03): the Gateway for this connection: the client's and our
-    //   addresses, SERVER_SOFTWARE ("server-ladder/" + the crate version),
-    //   the static directory as document_root, the timeout, log tag "lesson03".
+    // TODO(ex03): the `Gateway` for this connection (its fields: `peer`, `local`,
+    //   `server_software`, `document_root`, `timeout`, `log_tag`): the client's and
+    //   our addresses, SERVER_SOFTWARE ("server-ladder/" + the crate version:
+    //   `env!("CARGO_PKG_VERSION")`), `site.directory` as document_root,
+    //   `site.timeout`, log tag "lesson03".
     todo!("ex03: build the Gateway")
     // ANCHOR_END: gateway
 }
@@ -225,11 +227,11 @@ fn answer(
 ) -> io::Result<bool> {
     // TODO(ex03): `cgi::serve` does the rest if you tell it which paths are
     //   scripts: a `script_for` closure that answers Ok(None) for a path outside
-    //   CGI_PREFIX and `cgi::resolve(path, CGI_PREFIX, &site.cgi_dir)` for the
+    //   `CGI_PREFIX` and `cgi::resolve(path, CGI_PREFIX, &site.cgi_dir)` for the
     //   others (a script's local redirect comes back through it, as a GET),
     //   and a closure answering the other paths with `serve_static`. Log the
-    //   request line the client sent with what `Served` says; return its
-    //   keep_alive.
+    //   request line the client sent (`ladder::log::access`) with what `Served`
+    //   says; return its keep_alive.
     todo!("ex03: say which paths are scripts, serve the request")
 }
 // ANCHOR_END: dispatch

@@ -153,9 +153,10 @@ fn main() -> ExitCode {
 /// asleep in accept(2). shutdown(2) on a listening socket makes a blocked
 /// accept fail at once (EINVAL on Linux); the loop sees the flag and stops.
 fn on_signal(signal: nix::sys::signal::Signal) {
-    // TODO(ex04): raise STOPPING (an atomic store), then wake the main thread,
+    // TODO(ex04): raise `STOPPING` (an atomic store), then wake the main thread,
     //   which is asleep in accept(2): shutdown(2) the listening socket whose fd
-    //   is in LISTENER_FD (nix::sys::socket::shutdown(fd, Shutdown::Read)).
+    //   is in `LISTENER_FD` (`nix::sys::socket::shutdown(fd, Shutdown::Read)`; -1:
+    //   none yet). The --trace line (`trace!`) is yours to add.
     //   Read first: lessons/04-http-server.md, "Graceful shutdown".
     todo!("ex04: set the flag, wake accept")
 }
@@ -204,12 +205,13 @@ fn run(args: Args) -> io::Result<()> {
         limits: Limits::default(),
     });
     // ANCHOR: accept_loop
-    // TODO(ex04): start a `ThreadPool` of `args.threads` workers (ladder::pool).
-    //   Then loop: accept(2) a connection and hand the pool a job that serves
-    //   it: a `move` closure owning the stream, the peer and an `Arc::clone` of
-    //   `config`, calling `serve`. When accept fails with STOPPING set, leave
-    //   the loop; then drop the pool, which finishes the queued jobs and joins
-    //   the workers, and return Ok(()) so that main exits 0.
+    // TODO(ex04): start a `ThreadPool::new` of `args.threads` workers (ladder::pool).
+    //   Then loop: `listener.accept()` a connection and hand the pool a job that
+    //   serves it (`pool.execute`): a `move` closure owning the stream, the peer and
+    //   an `Arc::clone` of `config`, calling `serve`. When accept fails with
+    //   `STOPPING` set, leave the loop; then drop the pool, which finishes the
+    //   queued jobs and joins the workers, and return Ok(()) so that main exits 0.
+    //   The --trace lines (`trace!`) are yours to add.
     //   Read first: lessons/04-http-server.md, "The pool".
     todo!("ex04: accept, hand each connection to the pool, drop the pool")
     // ANCHOR_END: accept_loop
@@ -231,8 +233,9 @@ fn header_timeout(secs: f64) -> io::Result<Option<Duration>> {
 /// that connection only (and a panic, the pool catches: it costs the job).
 fn serve(stream: TcpStream, peer: SocketAddr, config: &Config) {
     // TODO(ex04): answer requests on this connection with `serve_connection`.
-    //   An error ends this connection only: trace it, never panic or return it.
-    //   (Optional, for --trace: which worker took it, thread::current().name().)
+    //   An error ends this connection only: trace it (`trace!`), never panic or
+    //   return it. (For --trace: which worker took it, `thread::current()` and its
+    //   name.) The --trace lines are yours to add.
     todo!("ex04: serve one connection")
 }
 // ANCHOR_END: serve

@@ -136,14 +136,16 @@ impl Handler for Routes {
     /// read, written or accepted. `/hello` and files are quick; `/slow` is
     /// the failure this rung ends with; `/count` does its work elsewhere.
     fn handle(&mut self, request: &Request, _body: Vec<u8>, client: Client) -> Answer {
-        // TODO(ex05): answer by path, for GET and HEAD (other methods fall through to
-        //   `file`, which refuses them with 501):
-        //   /hello -> Answer::Now(Response::with_bytes(200, "text/plain", HELLO));
+        // TODO(ex05): answer by `request.path()`, for GET and HEAD (`request.is_head()`;
+        //   other methods fall through to `static_files::respond`, which refuses
+        //   them with 501):
+        //   /hello -> `Answer::Now`(`Response::with_bytes`(200, "text/plain", `HELLO`));
         //   /slow  -> `burn_cpu(request.query())` right here, on the loop's thread, then
         //             a 200 saying how many ms it burned;
         //   /count -> start `count(to, ..)` (`to` from the query with `number`, default
-        //             10) and answer Answer::Later: the counting thread answers;
-        //   anything else -> Answer::Now(file(&self.root, request)).
+        //             10; give it `self.remote.clone()` and `client.ticket`) and answer
+        //             `Answer::Later`: the counting thread answers;
+        //   anything else -> Answer::Now(`static_files::respond(&self.root, request)`).
         //   Read first: lessons/05-epoll.md, "Answers that come later".
         todo!("ex05: answer each route, now or later")
     }
@@ -159,10 +161,11 @@ impl Handler for Routes {
 fn count(to: u64, remote: Remote, ticket: Ticket) {
     // TODO(ex05): on a thread of its own (`thread::Builder`: if it cannot be spawned,
     //   answer 503 through `remote.respond`), call `remote.stream(ticket, head)` with a
-    //   200 head whose body is `Body::Stream { len: None }`, send the lines "1\n" to
-    //   "{to}\n" in pieces of about COUNT_PIECE bytes, then `finish`. A `send` that
-    //   fails means the client is gone: stop at once, and say so with
-    //   `trace!("count: the client is gone at {n}, stopping")`.
+    //   200 head (`Response::new`) whose body is `Body::Stream { len: None }`, `send`
+    //   the lines "1\n" to "{to}\n" in pieces of about `COUNT_PIECE` bytes, then
+    //   `finish`. A `send` that fails means the client is gone: stop at once, and
+    //   say so with `trace!("count: the client is gone at {n}, stopping")` (the
+    //   --trace line is yours to add).
     //   Read first: lessons/05-epoll.md, "Answers that come later".
     todo!("ex05: stream the numbers from a thread")
 }
