@@ -160,13 +160,13 @@ pub fn serves_while_busy(
 /// there), and a client can connect. What happens on the connection is the
 /// business of the next holes.
 pub fn stays_up_and_accepts(ctx: &mut Ctx) -> Result<(), Failure> {
-    ctx.start(&[])?;
     let command = format!("nc -vz 127.0.0.1 {}", ctx.port_hint());
     ctx.reproduce_noting(
         command,
         "nc says the connection succeeded; the server's terminal shows no panic before it",
         Expect::Shows("succeeded"),
     );
+    ctx.start(&[])?;
     thread::sleep(Duration::from_millis(300));
     if let Some(status) = ctx.server().try_exit() {
         return Err(ctx

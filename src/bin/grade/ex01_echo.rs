@@ -120,14 +120,15 @@ fn round_trip(ctx: &mut Ctx) -> Result<(), Failure> {
 }
 
 fn starts_and_announces(ctx: &mut Ctx) -> Result<(), Failure> {
-    let announce = ctx.start(&[])?.announce.clone();
-    ctx.record_stdout(announce.as_bytes());
+    // Said first: a server that cannot start is the usual failure here.
     let command = format!("nc -vz 127.0.0.1 {}", ctx.port_hint());
     ctx.reproduce_noting(
         command,
         "the server's first line (in its terminal) is its URL; nc says the port is open",
         Expect::Shows("succeeded"),
     );
+    let announce = ctx.start(&[])?.announce.clone();
+    ctx.record_stdout(announce.as_bytes());
     ctx.ensure(
         announce.contains("tcp://127.0.0.1:"),
         "a first stdout line like `listening on tcp://127.0.0.1:8001`",
