@@ -39,7 +39,13 @@ fn assert_skeleton_fails(exercise: &str) {
         graded.report
     );
     // The way to start the server for the try: lines, and the progress line.
-    let name = graded.report.lines().next().unwrap_or("").split_whitespace().nth(1);
+    let name = graded
+        .report
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .nth(1);
     let name = name.expect("`grading exNN_name against …`");
     assert!(
         graded

@@ -51,7 +51,11 @@ fn tries_of(exercise: &str, bin: &str) -> (String, Vec<Attempt>) {
     let report = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{report}");
     let json = parse_json(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
-    let start = json.get("start").and_then(Json::str).expect("start").to_string();
+    let start = json
+        .get("start")
+        .and_then(Json::str)
+        .expect("start")
+        .to_string();
     let mut attempts = Vec::new();
     for stage in json.get("stages").expect("stages").array() {
         let name = stage.get("name").and_then(Json::str).expect("name");
@@ -179,7 +183,10 @@ fn lint(exercise: &str, attempt: &Attempt) {
     let command = &attempt.command;
     let at = format!("{exercise} {}: {command}", attempt.stage);
     assert!(!command.contains('\n'), "one line: {at}");
-    let syntax = Command::new("bash").args(["-n", "-c", command]).output().unwrap();
+    let syntax = Command::new("bash")
+        .args(["-n", "-c", command])
+        .output()
+        .unwrap();
     assert!(syntax.status.success(), "bash -n rejects {at}");
     let quotes = single_quotes(command);
     for (i, _) in command.match_indices("http://") {
@@ -212,7 +219,9 @@ fn lint(exercise: &str, attempt: &Attempt) {
     }
     // No comment: zsh (without interactive_comments) would run it as words.
     assert!(
-        !plain_text(command).split_whitespace().any(|w| w.starts_with('#')),
+        !plain_text(command)
+            .split_whitespace()
+            .any(|w| w.starts_with('#')),
         "a shell comment: {at}"
     );
     // Functions the line defines (`t() { … }`) are commands too.
@@ -271,8 +280,7 @@ fn with_port(text: &str, from: u16, to: u16) -> String {
         let before = rest[..i].chars().last();
         let after = rest[i + from.len()..].chars().next();
         out.push_str(&rest[..i]);
-        if before.is_some_and(|c| c.is_ascii_digit()) || after.is_some_and(|c| c.is_ascii_digit())
-        {
+        if before.is_some_and(|c| c.is_ascii_digit()) || after.is_some_and(|c| c.is_ascii_digit()) {
             out.push_str(&from);
         } else {
             out.push_str(&to.to_string());
@@ -297,7 +305,10 @@ fn shows_status(output: &str, code: &str) -> bool {
 /// grade ran with --bin), on a free port, from the repository's root; run
 /// the command in bash against it, and check what it shows.
 fn run_live(exercise: &str, port: u16, attempt: &Attempt) {
-    let at = format!("{exercise} {}:\n  start: {}\n  try:   {}", attempt.stage, attempt.start, attempt.command);
+    let at = format!(
+        "{exercise} {}:\n  start: {}\n  try:   {}",
+        attempt.stage, attempt.start, attempt.command
+    );
     let mut words = attempt.start.split_whitespace();
     let program = words.next().expect("a program");
     let args: Vec<&str> = words.collect();
@@ -341,8 +352,14 @@ fn run_live(exercise: &str, port: u16, attempt: &Attempt) {
     let _ = child.wait();
     let output = String::from_utf8_lossy(&fs::read(&out_file).unwrap()).into_owned();
     let _ = fs::remove_file(&out_file);
-    let at = format!("{at}\n  ran:   {shell}\n  exit:  {status:?}\n  output:\n{output}\n  server stderr:\n{}", server.stderr());
-    assert!(status.is_some(), "the command did not end within 40 s: {at}");
+    let at = format!(
+        "{at}\n  ran:   {shell}\n  exit:  {status:?}\n  output:\n{output}\n  server stderr:\n{}",
+        server.stderr()
+    );
+    assert!(
+        status.is_some(),
+        "the command did not end within 40 s: {at}"
+    );
 
     let expect = attempt.expect.as_str();
     if let Some(code) = expect.strip_prefix("status ") {
@@ -356,7 +373,10 @@ fn run_live(exercise: &str, port: u16, attempt: &Attempt) {
             assert!(output.contains(text), "{text:?} not shown: {at}");
         }
         let exit = server.wait_exit(Duration::from_secs(10));
-        assert!(exit.is_some_and(|s| s.success()), "server exit {exit:?}: {at}");
+        assert!(
+            exit.is_some_and(|s| s.success()),
+            "server exit {exit:?}: {at}"
+        );
     } else {
         panic!("unknown expectation {expect:?}: {at}");
     }
@@ -381,12 +401,17 @@ fn check_exercise(exercise: &str, port: u16, bin: &str) {
     // The last line's command: the reference binary, the default port, then
     // the exercise's fixtures; each stage's start line begins the same way.
     // (grade shows a path inside the repository relative to where it ran.)
-    let shown = bin
-        .strip_prefix(&format!("{ROOT}/"))
-        .unwrap_or(bin);
-    assert!(start.starts_with(&format!("{shown} --port {port}")), "{start}");
+    let shown = bin.strip_prefix(&format!("{ROOT}/")).unwrap_or(bin);
+    assert!(
+        start.starts_with(&format!("{shown} --port {port}")),
+        "{start}"
+    );
     for attempt in &attempts {
-        assert!(attempt.start.starts_with(&start), "{} vs {start}", attempt.start);
+        assert!(
+            attempt.start.starts_with(&start),
+            "{} vs {start}",
+            attempt.start
+        );
         lint(exercise, attempt);
     }
     if let Some(missing) = tools_missing() {
@@ -435,15 +460,24 @@ fn the_lint_catches_what_the_issue_found() {
         command: command.into(),
         expect: "status 200".into(),
     };
-    let fails = |command: &str| {
-        std::panic::catch_unwind(|| lint("ex", &attempt(command))).is_err()
-    };
+    let fails = |command: &str| std::panic::catch_unwind(|| lint("ex", &attempt(command))).is_err();
     assert!(fails("curl -v http://127.0.0.1:8005hello"), "no slash");
-    assert!(fails("curl -v http://127.0.0.1:8003/a?x=1&y=2"), "unquoted & and ?");
+    assert!(
+        fails("curl -v http://127.0.0.1:8003/a?x=1&y=2"),
+        "unquoted & and ?"
+    );
     assert!(fails("kill -TERM <pid>"), "a placeholder is no command");
-    assert!(fails("frobnicate http://127.0.0.1:8005/"), "unknown command");
-    assert!(fails("curl -v http://127.0.0.1:8005/ # look"), "a comment zsh would run");
-    assert!(!fails("curl -v 'http://127.0.0.1:8005/count?to=3' | tail -2"));
+    assert!(
+        fails("frobnicate http://127.0.0.1:8005/"),
+        "unknown command"
+    );
+    assert!(
+        fails("curl -v http://127.0.0.1:8005/ # look"),
+        "a comment zsh would run"
+    );
+    assert!(!fails(
+        "curl -v 'http://127.0.0.1:8005/count?to=3' | tail -2"
+    ));
     assert!(!fails(
         "echo \"answers: $( (printf 'a'; head -c 1 /dev/zero) | nc -q 2 127.0.0.1 8005 | grep -c x)\""
     ));

@@ -325,7 +325,9 @@ pub fn parse_json(text: &str) -> Result<Json, String> {
         let end = s
             .find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))
             .unwrap_or(s.len());
-        let number = s[..end].parse().map_err(|_| format!("bad value at {:.20}", s))?;
+        let number = s[..end]
+            .parse()
+            .map_err(|_| format!("bad value at {:.20}", s))?;
         Ok((Json::Number(number), &s[end..]))
     }
     let (json, rest) = value(text)?;

@@ -101,7 +101,11 @@ fn try_echo(ctx: &mut Ctx, message: &[u8]) {
         b"ping\r\n" => Expect::Shows("ping"),
         _ => Expect::Runs,
     };
-    ctx.reproduce_noting(command, format!("nc prints {shown:?} back, then ends"), expect);
+    ctx.reproduce_noting(
+        command,
+        format!("nc prints {shown:?} back, then ends"),
+        expect,
+    );
 }
 
 /// Connect, send `message`, read the same bytes back, close.

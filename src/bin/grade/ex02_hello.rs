@@ -219,7 +219,11 @@ fn content_length_exact(ctx: &mut Ctx) -> Result<(), Failure> {
 fn head_has_no_body(ctx: &mut Ctx) -> Result<(), Failure> {
     ctx.start(&[])?;
     let curl = ctx.curl("-v --head", "/hello");
-    ctx.reproduce_noting(curl, "the head of GET, and nothing after it", Expect::Status(200));
+    ctx.reproduce_noting(
+        curl,
+        "the head of GET, and nothing after it",
+        Expect::Status(200),
+    );
     let raw = checks::ask(ctx, HEAD)?;
     ctx.ensure(raw.status() == Some(200), "`HTTP/1.1 200 OK` for HEAD")?;
     ctx.ensure(
@@ -312,12 +316,19 @@ fn keeps_serving_after_errors(ctx: &mut Ctx) -> Result<(), Failure> {
     let mut stream = ctx.connect()?;
     ctx.send(&mut stream, GET)?;
     let answer = ctx.recv_to_close(&mut stream);
-    answer.and_then(|bytes| {
-        let raw = RawResponse::new(bytes);
-        ctx.ensure(raw.status() == Some(200), "a response starting `HTTP/1.1 200 OK`")
-    }).map_err(|f| {
-        f.expecting("200 for GET after a garbage request, a half request and a reset connection")
-    })
+    answer
+        .and_then(|bytes| {
+            let raw = RawResponse::new(bytes);
+            ctx.ensure(
+                raw.status() == Some(200),
+                "a response starting `HTTP/1.1 200 OK`",
+            )
+        })
+        .map_err(|f| {
+            f.expecting(
+                "200 for GET after a garbage request, a half request and a reset connection",
+            )
+        })
 }
 
 fn no_fd_leak(ctx: &mut Ctx) -> Result<(), Failure> {

@@ -175,7 +175,10 @@ fn refuses_bad_requests(ctx: &mut Ctx) -> Result<(), Failure> {
     start(ctx)?;
     let curl = ctx.curl("-v -X DELETE", "/cgi-bin/printenv.sh");
     ctx.reproduce(curl, Expect::Status(501));
-    let raw = checks::ask(ctx, b"DELETE /cgi-bin/printenv.sh HTTP/1.0\r\nHost: h\r\n\r\n")?;
+    let raw = checks::ask(
+        ctx,
+        b"DELETE /cgi-bin/printenv.sh HTTP/1.0\r\nHost: h\r\n\r\n",
+    )?;
     expect_status(ctx, &raw, 501)?;
     ctx.clear_transcript();
     let garbage = b"HELLO THERE\r\n\r\n";

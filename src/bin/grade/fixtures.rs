@@ -80,8 +80,17 @@ mod tests {
     #[test]
     fn paths_are_shown_relative_to_where_one_stands() {
         let rel = |p: &str, b: &str| relative_to(Path::new(p), Path::new(b)).unwrap();
-        assert_eq!(rel("/r/exercises/fixtures/ex04", "/r"), Path::new("exercises/fixtures/ex04"));
-        assert_eq!(rel("/r/exercises/fixtures/ex04", "/r/exercises"), Path::new("fixtures/ex04"));
-        assert_eq!(rel("/r/tests/fixtures", "/r/exercises/src"), Path::new("../../tests/fixtures"));
+        assert_eq!(
+            rel("/r/exercises/fixtures/ex04", "/r"),
+            Path::new("exercises/fixtures/ex04")
+        );
+        assert_eq!(
+            rel("/r/exercises/fixtures/ex04", "/r/exercises"),
+            Path::new("fixtures/ex04")
+        );
+        assert_eq!(
+            rel("/r/tests/fixtures", "/r/exercises/src"),
+            Path::new("../../tests/fixtures")
+        );
     }
 }

@@ -124,7 +124,10 @@ fn main() -> ExitCode {
         },
     };
 
-    let shown_bin = args.bin.as_ref().map(|p| fixtures::shown(&p.display().to_string()));
+    let shown_bin = args
+        .bin
+        .as_ref()
+        .map(|p| fixtures::shown(&p.display().to_string()));
     let launch = report::Launch::new(exercise, shown_bin.as_deref());
     let built = match &args.bin {
         Some(path) if path.is_file() => Ok(path.clone()),

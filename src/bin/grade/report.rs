@@ -53,11 +53,9 @@ pub fn hole_at(exercise: &Exercise, anchor: &str) -> String {
         .join("exercises/src/bin")
         .join(format!("{}.rs", exercise.name));
     let marker = format!("// ANCHOR: {anchor}");
-    let line = fs::read_to_string(&file).ok().and_then(|text| {
-        text.lines()
-            .position(|l| l.trim() == marker)
-            .map(|i| i + 2)
-    });
+    let line = fs::read_to_string(&file)
+        .ok()
+        .and_then(|text| text.lines().position(|l| l.trim() == marker).map(|i| i + 2));
     let shown = fixtures::shown(&file.display().to_string());
     match line {
         Some(line) => format!("{shown}:{line}"),

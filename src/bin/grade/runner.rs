@@ -348,7 +348,11 @@ impl Ctx {
                 sockets += 1;
             }
             if !client.sent.is_empty() || !client.got.is_empty() {
-                clients.push((label(n, client.port), client.sent.clone(), client.got.clone()));
+                clients.push((
+                    label(n, client.port),
+                    client.sent.clone(),
+                    client.got.clone(),
+                ));
             }
         }
         let last = self.current_try.as_ref();
