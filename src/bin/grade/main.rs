@@ -306,6 +306,39 @@ mod tests {
     }
 
     #[test]
+    fn every_hole_has_stages_in_order_and_every_stage_a_hole() {
+        for exercise in EXERCISES.iter().filter(|e| e.listed) {
+            let holes: Vec<usize> = exercise.stages.iter().map(|s| s.hole).collect();
+            // Stages run hole by hole, so that each hole filled passes the
+            // next stages in the report.
+            assert!(holes.windows(2).all(|w| w[0] <= w[1]), "{}", exercise.name);
+            for hole in 1..=exercise.holes.len() {
+                assert!(
+                    holes.contains(&hole),
+                    "{}: no stage for hole {hole}",
+                    exercise.name
+                );
+            }
+            assert!(
+                holes.iter().all(|h| (1..=exercise.holes.len()).contains(h)),
+                "{}",
+                exercise.name
+            );
+        }
+    }
+
+    #[test]
+    fn ordinals_read_as_english() {
+        let words: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22].map(runner::ordinal).into();
+        assert_eq!(
+            words,
+            [
+                "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd"
+            ]
+        );
+    }
+
+    #[test]
     fn the_executable_is_read_from_cargo_json() {
         let messages = "{\"reason\":\"compiler-artifact\",\"target\":{\"name\":\"ex01_echo\"},\"executable\":\"/t/a \\\"b\\\"/ex01_echo\",\"fresh\":true}\n{\"reason\":\"build-finished\",\"success\":true}";
         assert_eq!(
