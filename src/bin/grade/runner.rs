@@ -341,18 +341,29 @@ impl Ctx {
             Some(_) => format!("#{}", i + 1),
         };
         let mut sockets = 0;
-        let mut clients = Vec::new();
+        let mut clients: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new();
         for client in &self.clients {
             let n = sockets;
             if client.port.is_some() {
                 sockets += 1;
             }
-            if !client.sent.is_empty() || !client.got.is_empty() {
-                clients.push((
-                    label(n, client.port),
-                    client.sent.clone(),
-                    client.got.clone(),
-                ));
+            if client.sent.is_empty() && client.got.is_empty() {
+                continue;
+            }
+            // Connections that sent and got the same bytes, one after
+            // another, are shown once: `#2-#101`.
+            let label = label(n, client.port);
+            match clients.last_mut() {
+                Some((last, sent, got))
+                    if client.port.is_some()
+                        && last.starts_with('#')
+                        && *sent == client.sent
+                        && *got == client.got =>
+                {
+                    let first = last.split('-').next().unwrap_or("").to_string();
+                    *last = format!("{first}-{label}");
+                }
+                _ => clients.push((label, client.sent.clone(), client.got.clone())),
             }
         }
         let last = self.current_try.as_ref();
