@@ -38,6 +38,27 @@ fn assert_skeleton_fails(exercise: &str) {
         "{}",
         graded.report
     );
+    // The way to start the server for the try: lines, and the progress line.
+    let name = graded
+        .report
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .nth(1);
+    let name = name.expect("`grading exNN_name against …`");
+    assert!(
+        graded
+            .report
+            .contains(&format!("\n  cargo ex {name} -- --port 80")),
+        "{}",
+        graded.report
+    );
+    assert!(
+        graded.report.contains("\nholes: 0 of "),
+        "{}",
+        graded.report
+    );
 }
 
 #[test]
@@ -106,7 +127,7 @@ fn a_failing_run_writes_well_formed_junit() {
     let elements = xml_elements(&xml).unwrap_or_else(|e| panic!("{e}:\n{xml}"));
     let count = |name: &str| elements.iter().filter(|e| *e == name).count();
     assert_eq!(count("testsuite"), 1);
-    assert_eq!(count("testcase"), 8);
+    assert_eq!(count("testcase"), 9);
     assert!(count("failure") >= 1, "{xml}");
 }
 
@@ -129,6 +150,24 @@ fn list_and_help_name_the_stages_and_examples() {
         list.contains("ex02_hello") && list.contains("status_line_crlf"),
         "{list}"
     );
+    assert!(
+        list.contains("  hole 1 of 4: socket_setup (exercises/src/bin/ex01_echo.rs:"),
+        "{list}"
+    );
+    // The grader's own self-check is for maintainers: reachable by name only.
+    assert!(!list.contains("demo_concurrency"), "{list}");
+    assert!(run(&["--list", "demo_concurrency"]).contains("serves_while_busy"));
+    // One column for the titles, however long a stage's name.
+    let titles: Vec<usize> = list
+        .lines()
+        .filter(|l| l.starts_with("    "))
+        .map(|l| {
+            let name_end = 4 + l[4..].find(' ').expect("a title");
+            name_end + l[name_end..].find(|c: char| c != ' ').expect("a title")
+        })
+        .collect();
+    assert!(titles.len() > 40, "{list}");
+    assert!(titles.windows(2).all(|w| w[0] == w[1]), "{list}");
     let help = run(&["--help"]);
     assert!(
         help.contains("cargo grade ex01") && help.contains("--junit"),

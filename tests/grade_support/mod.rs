@@ -34,6 +34,9 @@ pub fn grade(args: &[&str]) -> Graded {
         .expect("grade runs");
     let json = String::from_utf8(output.stdout).expect("JSON is UTF-8");
     let report = String::from_utf8_lossy(&output.stderr).into_owned();
+    if let Err(err) = parse_json(&json) {
+        panic!("grade's JSON is not valid ({err}):\n{json}\nreport:\n{report}");
+    }
     let stages = stages_in(&json)
         .unwrap_or_else(|| panic!("no stages in grade's JSON:\n{json}\nreport:\n{report}"));
     Graded {
@@ -220,4 +223,117 @@ pub fn decoy_bin(name: &str) -> String {
         .unwrap_or_else(|| panic!("no bin {name} among {:?}", bins.keys()))
         .display()
         .to_string()
+}
+
+/// A JSON value, as [`parse_json`] reads it.
+#[allow(dead_code)] // only tests/grade_try_lines.rs reads whole reports
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    Number(f64),
+    String(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+#[allow(dead_code)]
+impl Json {
+    /// The member `key` of an object.
+    pub fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub fn str(&self) -> Option<&str> {
+        match self {
+            Json::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn array(&self) -> &[Json] {
+        match self {
+            Json::Array(items) => items,
+            _ => &[],
+        }
+    }
+}
+
+/// A strict reader for one JSON document (RFC 8259): anything left over,
+/// or malformed, is an error.
+#[allow(dead_code)]
+pub fn parse_json(text: &str) -> Result<Json, String> {
+    fn ws(s: &str) -> &str {
+        s.trim_start_matches([' ', '\t', '\n', '\r'])
+    }
+    fn value(s: &str) -> Result<(Json, &str), String> {
+        let s = ws(s);
+        if let Some(rest) = s.strip_prefix("null") {
+            return Ok((Json::Null, rest));
+        }
+        if let Some(rest) = s.strip_prefix("true") {
+            return Ok((Json::Bool(true), rest));
+        }
+        if let Some(rest) = s.strip_prefix("false") {
+            return Ok((Json::Bool(false), rest));
+        }
+        if s.starts_with('"') {
+            let (text, rest) = json_string(s).ok_or("bad string")?;
+            return Ok((Json::String(text), rest));
+        }
+        if let Some(mut rest) = s.strip_prefix('[') {
+            let mut items = Vec::new();
+            if let Some(after) = ws(rest).strip_prefix(']') {
+                return Ok((Json::Array(items), after));
+            }
+            loop {
+                let (item, after) = value(rest)?;
+                items.push(item);
+                let after = ws(after);
+                if let Some(after) = after.strip_prefix(',') {
+                    rest = after;
+                } else if let Some(after) = after.strip_prefix(']') {
+                    return Ok((Json::Array(items), after));
+                } else {
+                    return Err(format!("expected , or ] at {:.20}", after));
+                }
+            }
+        }
+        if let Some(mut rest) = s.strip_prefix('{') {
+            let mut members = Vec::new();
+            if let Some(after) = ws(rest).strip_prefix('}') {
+                return Ok((Json::Object(members), after));
+            }
+            loop {
+                let (key, after) = json_string(ws(rest)).ok_or("bad key")?;
+                let after = ws(after).strip_prefix(':').ok_or("expected :")?;
+                let (item, after) = value(after)?;
+                members.push((key, item));
+                let after = ws(after);
+                if let Some(after) = after.strip_prefix(',') {
+                    rest = after;
+                } else if let Some(after) = after.strip_prefix('}') {
+                    return Ok((Json::Object(members), after));
+                } else {
+                    return Err(format!("expected , or }} at {:.20}", after));
+                }
+            }
+        }
+        let end = s
+            .find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))
+            .unwrap_or(s.len());
+        let number = s[..end]
+            .parse()
+            .map_err(|_| format!("bad value at {:.20}", s))?;
+        Ok((Json::Number(number), &s[end..]))
+    }
+    let (json, rest) = value(text)?;
+    if ws(rest).is_empty() {
+        Ok(json)
+    } else {
+        Err(format!("trailing text: {:.20}", rest))
+    }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ladder::http::{self, ResponseHeadIn};
 
-use crate::runner::{Ctx, Failure};
+use crate::runner::{Ctx, Expect, Failure};
 
 /// One complete exchange on a fresh connection, closed at the end.
 pub type RoundTrip = fn(&mut Ctx) -> Result<(), Failure>;
@@ -30,11 +30,13 @@ pub fn open_fds(ctx: &mut Ctx) -> Result<usize, Failure> {
 /// Start the server with `args`, do `rounds` round trips one after another,
 /// and require that its descriptor count comes back to where it was: each
 /// accepted connection must be closed once its client is done.
+/// `by_hand` is one round trip as a shell command, quiet.
 pub fn no_fd_leak(
     ctx: &mut Ctx,
     args: &[&str],
     rounds: usize,
     round_trip: RoundTrip,
+    by_hand: &str,
 ) -> Result<(), Failure> {
     ctx.start(args)?;
     // One warm-up round first: a server may open something lazily.
@@ -44,6 +46,15 @@ pub fn no_fd_leak(
         round_trip(ctx)?;
         ctx.clear_transcript();
     }
+    let command = format!(
+        "for i in $(seq {rounds}); do {by_hand}; done; ls /proc/{}/fd | wc -l",
+        ctx.pid_of_server()
+    );
+    ctx.reproduce_noting(
+        command,
+        "the number of open descriptors: run it twice, it must not grow by the number of connections",
+        Expect::Runs,
+    );
     // The server closes its side after our side; give it time to get there.
     let slack = 4;
     let after = settled_fds(ctx, Some(before + slack))?;
@@ -80,7 +91,12 @@ pub fn sigterm_exits_0(ctx: &mut Ctx, args: &[&str], round_trip: RoundTrip) -> R
     ctx.start(args)?;
     round_trip(ctx)?;
     ctx.clear_transcript();
-    ctx.reproduce("kill -TERM <pid>; echo $?   (or Ctrl-C in its terminal, then: echo $?)");
+    let kill = format!("kill -TERM {}", ctx.pid_of_server());
+    ctx.reproduce_noting(
+        kill,
+        "the server must end at once; then, in its terminal, `echo $?` must print 0",
+        Expect::ServerExits0,
+    );
     let limit = Duration::from_secs(5);
     let status = ctx.server().terminate(limit);
     match status {
@@ -98,7 +114,7 @@ pub fn sigterm_exits_0(ctx: &mut Ctx, args: &[&str], round_trip: RoundTrip) -> R
     }
 }
 
-/// Connection 1 is made busy by `occupy` and stays open; then `probes`
+/// On the server the stage started: connection 1 is made busy by `occupy` and stays open; then `probes`
 /// more connections are opened, `request` is sent on every one of them, and
 /// only then is each answer read and judged by `check` (waiting at most
 /// `patience` per read), last connection first, while all stay open.
@@ -113,14 +129,12 @@ pub fn sigterm_exits_0(ctx: &mut Ctx, args: &[&str], round_trip: RoundTrip) -> R
 /// could otherwise drop it (or answer it 408) and then serve the rest.
 pub fn serves_while_busy(
     ctx: &mut Ctx,
-    args: &[&str],
     occupy: fn(&mut Ctx, &mut TcpStream) -> Result<(), Failure>,
     probes: usize,
     request: &[u8],
     check: fn(&mut Ctx, &mut TcpStream) -> Result<(), Failure>,
     patience: Duration,
 ) -> Result<(), Failure> {
-    ctx.start(args)?;
     let mut first = ctx.connect()?;
     occupy(ctx, &mut first)?;
     let mut others = Vec::with_capacity(probes);
@@ -139,6 +153,30 @@ pub fn serves_while_busy(
         })?;
     }
     still_waiting(ctx, &mut first)
+}
+
+/// The stage for an accept loop: after its announce line the server is
+/// still running a moment later (a missing accept loop ends the program
+/// there), and a client can connect. What happens on the connection is the
+/// business of the next holes.
+pub fn stays_up_and_accepts(ctx: &mut Ctx) -> Result<(), Failure> {
+    let command = format!("nc -vz 127.0.0.1 {}", ctx.port_hint());
+    ctx.reproduce_noting(
+        command,
+        "nc says the connection succeeded; the server's terminal shows no panic before it",
+        Expect::Shows("succeeded"),
+    );
+    ctx.start(&[])?;
+    thread::sleep(Duration::from_millis(300));
+    if let Some(status) = ctx.server().try_exit() {
+        return Err(ctx
+            .fail("the server to keep running after it printed its URL")
+            .detail(format!(
+                "it ended ({status}) right after announcing: the accept loop must run for ever"
+            )));
+    }
+    ctx.connect()?;
+    Ok(())
 }
 
 /// `Ok` if the server has neither closed `stream` nor written to it: a

@@ -6,30 +6,40 @@
 //! path rules come from `ladder::static_files`. The
 //! stages still check the whole contract, traversal included, because a
 //! solution that answers requests some other way must not leak either.
-//! Every stage serves a small site made in a fresh temp dir: `www/` (the
-//! root) beside `secret.txt` (which must never come back).
+//! Every stage serves the small site shipped in `exercises/fixtures/ex04/`:
+//! `www/` (the root) beside `secret.txt` (which must never come back).
 
-use std::fs;
 use std::io::Read;
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::checks::{self, RawResponse};
-use crate::runner::{Ctx, Exercise, Failure, Stage};
+use crate::fixtures;
+use crate::runner::{Ctx, Exercise, Expect, Failure, Stage};
 
 pub const EXERCISE: Exercise = Exercise {
     name: "ex04_http_server",
     lesson: "lesson04_http_server",
     port: 8004,
+    args,
+    holes: &["accept_loop", "serve", "graceful_shutdown"],
+    listed: true,
     stages: &[
+        Stage {
+            name: "stays_up_and_accepts",
+            title: "keeps running after the announce line, and accepts connections",
+            hint: "lessons/04-http-server.md, \"The pool\": start the ThreadPool, then loop: \
+                   accept(2) and hand the pool a `move` job calling `serve`",
+            hole: 1,
+            run: checks::stays_up_and_accepts,
+        },
         Stage {
             name: "serves_a_file",
             title: "GET /hello.txt gets 200, the file's bytes and its Content-Length",
-            hint: "lessons/04-http-server.md, \"The pool\": the accept loop hands each \
-                   connection to `pool.execute` as a job (a `move` closure calling `serve`), \
-                   and `serve` answers it with `serve_connection`",
+            hint: "`serve` answers the connection with `serve_connection`; an error ends \
+                   that connection only (trace it)",
+            hole: 2,
             run: serves_a_file,
         },
         Stage {
@@ -37,6 +47,7 @@ pub const EXERCISE: Exercise = Exercise {
             title: "GET / gets Python's directory listing",
             hint: "static_files::respond builds it; `serve` must hand the connection to \
                    `serve_connection`, which asks it for every request",
+            hole: 2,
             run: lists_a_directory,
         },
         Stage {
@@ -44,6 +55,7 @@ pub const EXERCISE: Exercise = Exercise {
             title: "../, %2e%2e, %2f, backslash, NUL and absolute URLs never reach outside the root",
             hint: "answer every request through static_files::respond (see `serve_connection`); \
                    read \"From a URL to a file name\" in the lesson",
+            hole: 2,
             run: refuses_traversal,
         },
         Stage {
@@ -51,6 +63,7 @@ pub const EXERCISE: Exercise = Exercise {
             title: "a symlink leading outside the root is refused (403), one inside is served",
             hint: "static_files::resolve opens every path beneath the root (openat2, \
                    RESOLVE_BENEATH); do not open paths yourself",
+            hole: 2,
             run: refuses_symlink_out,
         },
         Stage {
@@ -58,6 +71,7 @@ pub const EXERCISE: Exercise = Exercise {
             title: "with --threads 4, three clients are served while a fourth sends half a head",
             hint: "the accept loop must hand each connection to the pool and go straight \
                    back to accept(2); serving it on the main thread serves one client at a time",
+            hole: 2,
             run: serves_while_busy,
         },
         Stage {
@@ -66,6 +80,7 @@ pub const EXERCISE: Exercise = Exercise {
             hint: "`conn.read_request` gives up on a silent client at --timeout and \
                    `serve_connection` returns; `serve` must then return too, so that the only \
                    worker takes the next job",
+            hole: 2,
             run: silent_client_timeout,
         },
         Stage {
@@ -73,6 +88,7 @@ pub const EXERCISE: Exercise = Exercise {
             title: "with -p HTTP/1.1, two requests on one connection get two answers",
             hint: "`serve` must give the whole connection to `serve_connection`, which \
                    answers request after request while the client keeps it open",
+            hole: 2,
             run: keep_alive_http11,
         },
         Stage {
@@ -81,6 +97,7 @@ pub const EXERCISE: Exercise = Exercise {
             hint: "`on_signal`: set STOPPING and shutdown(2) the listening socket, so accept \
                    returns; then leave the loop and drop the pool, which finishes the jobs in \
                    flight and joins the workers",
+            hole: 3,
             run: graceful_shutdown,
         },
         Stage {
@@ -88,6 +105,7 @@ pub const EXERCISE: Exercise = Exercise {
             title: "SIGTERM with no client ends it with exit status 0",
             hint: "when accept fails with STOPPING set, break out of the loop, drop the pool \
                    and return Ok(()): `main` turns that into exit status 0",
+            hole: 3,
             run: sigterm_exits_0,
         },
     ],
@@ -97,67 +115,32 @@ const SECRET: &str = "TOP-SECRET-OUTSIDE-THE-ROOT";
 const HELLO: &[u8] = b"hello, world!\n";
 const BIG: usize = 8 * 1024 * 1024;
 
-/// The served tree, removed when the stage ends.
-struct Site {
-    base: PathBuf,
+/// The site's root, `exercises/fixtures/ex04/www`, with `big.bin` made.
+fn root() -> PathBuf {
+    fixtures::repo().join("exercises/fixtures/ex04/www")
 }
 
-impl Site {
-    fn new(ctx: &Ctx, big: bool) -> Result<Site, Failure> {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let base = std::env::temp_dir().join(format!(
-            "grade-ex04-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let made = (|| -> std::io::Result<()> {
-            let _ = fs::remove_dir_all(&base);
-            let www = base.join("www");
-            fs::create_dir_all(www.join("docs"))?;
-            fs::write(base.join("secret.txt"), SECRET)?;
-            fs::write(www.join("hello.txt"), HELLO)?;
-            fs::write(www.join("docs/index.html"), "<h1>docs</h1>")?;
-            std::os::unix::fs::symlink("hello.txt", www.join("link.txt"))?;
-            std::os::unix::fs::symlink(&base, www.join("up"))?;
-            if big {
-                let data: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
-                fs::write(www.join("big.bin"), data)?;
-            }
-            Ok(())
-        })();
-        made.map_err(|err| ctx.fail("a temp dir for the site").detail(err.to_string()))?;
-        Ok(Site { base })
-    }
-
-    fn root(&self) -> String {
-        self.base.join("www").display().to_string()
-    }
-
-    fn start(&self, ctx: &mut Ctx, extra: &[&str]) -> Result<(), Failure> {
-        let root = self.root();
-        let mut args = vec!["-d", root.as_str(), "--quiet"];
-        args.extend_from_slice(extra);
-        ctx.start(&args)?;
-        Ok(())
-    }
+/// Every stage serves the shipped site.
+fn args() -> Vec<String> {
+    vec!["-d".into(), root().display().to_string()]
 }
 
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.base);
-    }
+/// Start the server on the site, with the stage's own flags.
+fn start(ctx: &mut Ctx, extra: &[&str]) -> Result<(), Failure> {
+    ctx.start(extra).map(drop)
 }
 
-fn get(ctx: &mut Ctx, target: &str) -> Result<RawResponse, Failure> {
+/// GET `target`; the `try:` line sends the same bytes with nc and shows `status`.
+fn get(ctx: &mut Ctx, target: &str, status: u16) -> Result<RawResponse, Failure> {
     let request = format!("GET {target} HTTP/1.0\r\n\r\n");
-    ctx.reproduce(ctx.nc(request.as_bytes()));
+    let nc = ctx.nc(request.as_bytes());
+    ctx.reproduce(nc, Expect::Status(status));
     checks::ask(ctx, request.as_bytes())
 }
 
 fn serves_a_file(ctx: &mut Ctx) -> Result<(), Failure> {
-    let site = Site::new(ctx, false)?;
-    site.start(ctx, &[])?;
-    let response = get(ctx, "/hello.txt")?;
+    start(ctx, &[])?;
+    let response = get(ctx, "/hello.txt", 200)?;
     let expected = "200, the bytes of hello.txt, Content-Length: 14";
     ctx.ensure(response.status() == Some(200), expected)?;
     ctx.ensure(response.body() == HELLO, expected)?;
@@ -168,9 +151,14 @@ fn serves_a_file(ctx: &mut Ctx) -> Result<(), Failure> {
 }
 
 fn lists_a_directory(ctx: &mut Ctx) -> Result<(), Failure> {
-    let site = Site::new(ctx, false)?;
-    site.start(ctx, &[])?;
-    let response = get(ctx, "/")?;
+    start(ctx, &[])?;
+    let response = get(ctx, "/", 200)?;
+    let curl = ctx.curl("-v", "/");
+    ctx.reproduce_noting(
+        curl,
+        "Python's listing: docs/ with a slash, up@ for the symlink",
+        Expect::Shows("up@"),
+    );
     let body = String::from_utf8_lossy(response.body()).into_owned();
     ctx.ensure(
         response.status() == Some(200)
@@ -179,7 +167,8 @@ fn lists_a_directory(ctx: &mut Ctx) -> Result<(), Failure> {
             && body.contains("<li><a href=\"up/\">up@</a></li>"),
         "200 and Python's listing: docs/ with a slash, the symlink up with an @",
     )?;
-    let redirect = get(ctx, "/docs?x=1")?;
+    ctx.clear_transcript();
+    let redirect = get(ctx, "/docs?x=1", 301)?;
     ctx.ensure(
         redirect.status() == Some(301)
             && redirect.header("Location").as_deref() == Some("/docs/?x=1"),
@@ -188,8 +177,7 @@ fn lists_a_directory(ctx: &mut Ctx) -> Result<(), Failure> {
 }
 
 fn refuses_traversal(ctx: &mut Ctx) -> Result<(), Failure> {
-    let site = Site::new(ctx, false)?;
-    site.start(ctx, &[])?;
+    start(ctx, &[])?;
     let vectors = [
         "/../secret.txt",
         "/docs/../../secret.txt",
@@ -203,7 +191,7 @@ fn refuses_traversal(ctx: &mut Ctx) -> Result<(), Failure> {
     ];
     for target in vectors {
         ctx.clear_transcript();
-        let response = get(ctx, target)?;
+        let response = get(ctx, target, 400)?;
         let leaked = String::from_utf8_lossy(response.body()).contains(SECRET);
         ctx.ensure(
             !leaked && response.status() == Some(400),
@@ -214,11 +202,10 @@ fn refuses_traversal(ctx: &mut Ctx) -> Result<(), Failure> {
 }
 
 fn refuses_symlink_out(ctx: &mut Ctx) -> Result<(), Failure> {
-    let site = Site::new(ctx, false)?;
-    site.start(ctx, &[])?;
+    start(ctx, &[])?;
     for target in ["/up/secret.txt", "/up/"] {
         ctx.clear_transcript();
-        let response = get(ctx, target)?;
+        let response = get(ctx, target, 403)?;
         let leaked = String::from_utf8_lossy(response.body()).contains(SECRET);
         ctx.ensure(
             !leaked && response.status() == Some(403),
@@ -226,7 +213,7 @@ fn refuses_symlink_out(ctx: &mut Ctx) -> Result<(), Failure> {
         )?;
     }
     ctx.clear_transcript();
-    let inside = get(ctx, "/link.txt")?;
+    let inside = get(ctx, "/link.txt", 200)?;
     ctx.ensure(
         inside.status() == Some(200) && inside.body() == HELLO,
         "200 and hello.txt's bytes for /link.txt, a symlink that stays inside",
@@ -251,34 +238,36 @@ fn answered(ctx: &mut Ctx, stream: &mut TcpStream) -> Result<(), Failure> {
 }
 
 fn serves_while_busy(ctx: &mut Ctx) -> Result<(), Failure> {
-    let site = Site::new(ctx, false)?;
-    let root = site.root();
-    ctx.reproduce(
-        "cargo ex ex04_http_server -- --threads 4 -d DIR; nc 127.0.0.1 8004 (type one line, \
-         wait), then curl http://127.0.0.1:8004/hello.txt in another terminal",
+    let port = ctx.port_hint();
+    let curl = ctx.curl("-v -m 3", "/hello.txt");
+    // The stage starts the server itself (in serves_while_busy): the
+    // `start:` line must name its flags, so say them before.
+    let args = ["--threads", "4", "--timeout", "30"];
+    ctx.start(&args)?;
+    ctx.reproduce_noting(
+        format!(
+            "{{ printf 'GET /hello.txt HTTP/1.0\\r\\nHost: x\\r\\n'; sleep 5; }} | nc -q 0 127.0.0.1 {port} & sleep 0.5; {curl}"
+        ),
+        "nc holds half a head for 5 s; curl must be answered meanwhile, not time out (-m 3)",
+        Expect::Status(200),
     );
-    let args = [
-        "-d",
-        root.as_str(),
-        "--quiet",
-        "--threads",
-        "4",
-        "--timeout",
-        "30",
-    ];
     let patience = Duration::from_secs(5);
-    checks::serves_while_busy(ctx, &args, occupy, 3, WHOLE, answered, patience)
+    checks::serves_while_busy(ctx, occupy, 3, WHOLE, answered, patience)
 }
 
 fn silent_client_timeout(ctx: &mut Ctx) -> Result<(), Failure> {
-    let site = Site::new(ctx, false)?;
-    site.start(ctx, &["--threads", "1", "--timeout", "1"])?;
-    ctx.reproduce(
-        "cargo ex ex04_http_server -- --threads 1 --timeout 1; nc 127.0.0.1 8004 (type \
-         nothing), then curl -v http://127.0.0.1:8004/hello.txt",
+    start(ctx, &["--threads", "1", "--timeout", "1"])?;
+    let port = ctx.port_hint();
+    let curl = ctx.curl("-v -m 5", "/hello.txt");
+    ctx.reproduce_noting(
+        format!("nc 127.0.0.1 {port} < /dev/null & sleep 0.3; {curl}"),
+        "nc sends nothing and holds the only worker; after --timeout (1 s) it is dropped, \
+         and curl is answered",
+        Expect::Status(200),
     );
     let silent = ctx.connect()?;
-    let response = get(ctx, "/hello.txt")
+    let request = b"GET /hello.txt HTTP/1.0\r\n\r\n";
+    let response = checks::ask(ctx, request)
         .map_err(|f| f.expecting("an answer once the silent client's second is up"))?;
     ctx.ensure(
         response.status() == Some(200),
@@ -289,13 +278,14 @@ fn silent_client_timeout(ctx: &mut Ctx) -> Result<(), Failure> {
 }
 
 fn keep_alive_http11(ctx: &mut Ctx) -> Result<(), Failure> {
-    let site = Site::new(ctx, false)?;
-    site.start(ctx, &["-p", "HTTP/1.1"])?;
+    start(ctx, &["-p", "HTTP/1.1"])?;
     let two = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /docs/ HTTP/1.1\r\nHost: x\r\n\r\n";
-    ctx.reproduce(format!(
-        "cargo ex ex04_http_server -- -p HTTP/1.1; {}",
-        ctx.nc(two)
-    ));
+    let nc = ctx.nc(two);
+    ctx.reproduce_noting(
+        nc,
+        "two answers on one connection: hello.txt, then docs/index.html",
+        Expect::Shows("<h1>docs</h1>"),
+    );
     let mut stream = ctx.connect()?;
     ctx.send(&mut stream, two)?;
     let mut leftover = Vec::new();
@@ -313,11 +303,21 @@ fn keep_alive_http11(ctx: &mut Ctx) -> Result<(), Failure> {
 }
 
 fn graceful_shutdown(ctx: &mut Ctx) -> Result<(), Failure> {
-    let site = Site::new(ctx, true)?;
-    site.start(ctx, &["--threads", "2"])?;
-    ctx.reproduce(
-        "curl --limit-rate 1M -o /dev/null http://127.0.0.1:8004/big.bin, and kill -TERM \
-         the server while it runs: curl must finish, the server exit 0",
+    let big = root().join("big.bin");
+    fixtures::ensure_big(&big, BIG).map_err(|err| {
+        ctx.fail(format!("to write {}", big.display()))
+            .detail(err.to_string())
+    })?;
+    start(ctx, &["--threads", "2"])?;
+    let curl = ctx.curl(
+        "-sS --limit-rate 2M -o /dev/null -w '%{http_code} %{size_download}\\n'",
+        "/big.bin",
+    );
+    let kill = format!("kill -TERM {}", ctx.pid_of_server());
+    ctx.reproduce_noting(
+        format!("{curl} & sleep 1; {kill}; wait"),
+        format!("curl gets all of big.bin (200 {BIG}) although SIGTERM came in the middle; then the server exits 0"),
+        Expect::ShowsAndServerExits0("200 8388608"),
     );
     let mut stream = ctx.connect()?;
     ctx.send(&mut stream, b"GET /big.bin HTTP/1.0\r\n\r\n")?;
@@ -354,12 +354,10 @@ fn graceful_shutdown(ctx: &mut Ctx) -> Result<(), Failure> {
 }
 
 fn round_trip(ctx: &mut Ctx) -> Result<(), Failure> {
-    let response = get(ctx, "/hello.txt")?;
+    let response = get(ctx, "/hello.txt", 200)?;
     ctx.ensure(response.status() == Some(200), "200 for /hello.txt")
 }
 
 fn sigterm_exits_0(ctx: &mut Ctx) -> Result<(), Failure> {
-    let site = Site::new(ctx, false)?;
-    let root = site.root();
-    checks::sigterm_exits_0(ctx, &["-d", root.as_str(), "--quiet"], round_trip)
+    checks::sigterm_exits_0(ctx, &[], round_trip)
 }

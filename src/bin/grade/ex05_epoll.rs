@@ -16,19 +16,24 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::checks;
-use crate::runner::{Ctx, Exercise, Failure, Stage};
+use crate::fixtures;
+use crate::runner::{Ctx, Exercise, Expect, Failure, Stage};
 use ladder_harness::IO_TIMEOUT;
 
 pub const EXERCISE: Exercise = Exercise {
     name: "ex05_epoll",
     lesson: "lesson05_epoll",
     port: 8005,
+    args,
+    holes: &["routes", "count"],
+    listed: true,
     stages: &[
         Stage {
             name: "hello_keep_alive",
             title: "GET /hello three times on one HTTP/1.1 connection: three answers",
             hint: "lessons/05-epoll.md, \"Answers that come later\": `handle` answers \
                    /hello with Answer::Now(Response::with_bytes(200, \"text/plain\", HELLO))",
+            hole: 1,
             run: hello_keep_alive,
         },
         Stage {
@@ -36,6 +41,7 @@ pub const EXERCISE: Exercise = Exercise {
             title: "an HTTP/1.0 request is answered, then the connection is closed",
             hint: "answer /hello with Answer::Now(Response::with_bytes(..)); \
                    `Response::plan` closes an HTTP/1.0 connection by itself",
+            hole: 1,
             run: http10_closes,
         },
         Stage {
@@ -43,6 +49,7 @@ pub const EXERCISE: Exercise = Exercise {
             title: "three requests in one write get three answers, in order",
             hint: "files are `file(&self.root, request)`, answered at once; every path but \
                    /hello, /slow and /count goes there",
+            hole: 1,
             run: pipelining_in_order,
         },
         Stage {
@@ -50,6 +57,7 @@ pub const EXERCISE: Exercise = Exercise {
             title: "a request sent one byte at a time is answered",
             hint: "the library keeps half a request until the rest arrives; if this fails, \
                    look for a panic in the server's stderr",
+            hole: 1,
             run: dribbled_request,
         },
         Stage {
@@ -57,6 +65,7 @@ pub const EXERCISE: Exercise = Exercise {
             title: "a request with a 1 MB body, then another: both answered",
             hint: "a request body is read by the library and handed to `handle`; answer \
                    /hello whatever the body",
+            hole: 1,
             run: drains_until_wouldblock,
         },
         Stage {
@@ -64,6 +73,7 @@ pub const EXERCISE: Exercise = Exercise {
             title: "an 8 MiB file to a client that reads slowly, while others are answered",
             hint: "a file goes out as the client reads it: answer with `file(..)` (Body::File), \
                    never read the whole file into memory on the loop's thread",
+            hole: 1,
             run: slow_reader,
         },
         Stage {
@@ -71,6 +81,7 @@ pub const EXERCISE: Exercise = Exercise {
             title: "100 clients are answered while another holds half a request",
             hint: "`handle` runs on the loop's only thread: never wait there (no sleep, no \
                    blocking call); slow work goes to a thread and answers Later",
+            hole: 1,
             run: many_clients,
         },
         Stage {
@@ -78,6 +89,7 @@ pub const EXERCISE: Exercise = Exercise {
             title: "with one idle keep-alive client, the server uses little CPU for a second",
             hint: "nothing may run while nobody asks: no thread of yours may spin, and the \
                    loop only waits in poll/epoll_wait",
+            hole: 1,
             run: idle_without_spinning,
         },
         Stage {
@@ -85,7 +97,16 @@ pub const EXERCISE: Exercise = Exercise {
             title: "garbage gets 400 with Connection: close, and the server goes on",
             hint: "the library answers a bad head with 400 and Connection: close; if this \
                    fails, a hole panicked first (see the server's stderr)",
+            hole: 1,
             run: bad_request_400,
+        },
+        Stage {
+            name: "sigterm_exits_0",
+            title: "SIGTERM ends it with exit status 0",
+            hint: "`run` wires Ctrl-C and SIGTERM to `remote.stop()`, which makes the loop \
+                   return Ok(()); main then returns SUCCESS",
+            hole: 1,
+            run: sigterm_exits_0,
         },
         Stage {
             name: "count_streamed",
@@ -93,6 +114,7 @@ pub const EXERCISE: Exercise = Exercise {
             hint: "lessons/05-epoll.md, \"Answers that come later\": `handle` starts `count` \
                    and answers Answer::Later; `count` streams through `remote.stream` and \
                    ends with `finish`",
+            hole: 2,
             run: count_streamed,
         },
         Stage {
@@ -101,51 +123,23 @@ pub const EXERCISE: Exercise = Exercise {
                     producer stops once the client leaves",
             hint: "`BodySender::send` blocks while the client is behind, and fails once it \
                    has gone: on an error, return from the thread at once",
+            hole: 2,
             run: count_stops,
-        },
-        Stage {
-            name: "sigterm_exits_0",
-            title: "SIGTERM ends it with exit status 0",
-            hint: "`run` wires Ctrl-C and SIGTERM to `remote.stop()`, which makes the loop \
-                   return Ok(()); main then returns SUCCESS",
-            run: sigterm_exits_0,
         },
     ],
 };
 
 const HELLO: &[u8] = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
 
-/// A directory of files to serve, removed when the stage ends.
-struct Files(PathBuf);
-
-impl Files {
-    fn new(ctx: &Ctx, files: &[(&str, &[u8])]) -> Result<Files, Failure> {
-        let dir = std::env::temp_dir().join(format!(
-            "grade-ex05-{}-{:?}",
-            std::process::id(),
-            thread::current().id()
-        ));
-        let made = fs::create_dir_all(&dir).and_then(|()| {
-            files
-                .iter()
-                .try_for_each(|(name, bytes)| fs::write(dir.join(name), bytes))
-        });
-        made.map_err(|err| {
-            ctx.fail("a temporary directory of files")
-                .detail(err.to_string())
-        })?;
-        Ok(Files(dir))
-    }
-
-    fn arg(&self) -> String {
-        self.0.to_string_lossy().into_owned()
-    }
+/// The served directory, `exercises/fixtures/ex05` (`a.txt`, and `big.bin`
+/// once a stage made it).
+fn dir() -> PathBuf {
+    fixtures::repo().join("exercises/fixtures/ex05")
 }
 
-impl Drop for Files {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// Every stage serves the shipped directory.
+fn args() -> Vec<String> {
+    vec!["-d".into(), dir().display().to_string()]
 }
 
 /// Send /hello on `stream` and require the exact body back.
@@ -160,7 +154,12 @@ fn hello(ctx: &mut Ctx, stream: &mut TcpStream, leftover: &mut Vec<u8>) -> Resul
 
 fn hello_keep_alive(ctx: &mut Ctx) -> Result<(), Failure> {
     ctx.start(&[])?;
-    ctx.reproduce(ctx.curl("-v", "/hello"));
+    let url = ctx.url("/hello");
+    ctx.reproduce_noting(
+        format!("curl -v {url} {url} {url}"),
+        "three answers, the 2nd and 3rd on the connection of the 1st (curl says Re-using)",
+        Expect::Shows("Re-using existing connection"),
+    );
     let mut stream = ctx.connect()?;
     let mut leftover = Vec::new();
     for _ in 0..3 {
@@ -172,7 +171,15 @@ fn hello_keep_alive(ctx: &mut Ctx) -> Result<(), Failure> {
 fn http10_closes(ctx: &mut Ctx) -> Result<(), Failure> {
     ctx.start(&[])?;
     let request = b"GET /hello HTTP/1.0\r\n\r\n";
-    ctx.reproduce(ctx.nc(request));
+    ctx.reproduce_noting(
+        format!(
+            "printf '{}' | timeout 3 nc 127.0.0.1 {} && echo 'closed by the server'",
+            crate::runner::printf_escape(request),
+            ctx.port_hint()
+        ),
+        "one answer; then the server closes (nc without -q waits for that)",
+        Expect::Shows("closed by the server"),
+    );
     let mut stream = ctx.connect()?;
     ctx.send(&mut stream, request)?;
     let bytes = ctx.recv_to_close(&mut stream)?;
@@ -183,12 +190,15 @@ fn http10_closes(ctx: &mut Ctx) -> Result<(), Failure> {
 }
 
 fn pipelining_in_order(ctx: &mut Ctx) -> Result<(), Failure> {
-    let files = Files::new(ctx, &[("a.txt", b"file a\n")])?;
-    ctx.start(&["--directory", &files.arg()])?;
+    ctx.start(&[])?;
     let requests: &[u8] = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n\
         GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n\
         GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    ctx.reproduce(ctx.nc(requests));
+    ctx.reproduce_noting(
+        ctx.nc(requests),
+        "three answers in order: Hello, World!, file a, Hello, World!",
+        Expect::Shows("file a"),
+    );
     let mut stream = ctx.connect()?;
     ctx.send(&mut stream, requests)?;
     let mut leftover = Vec::new();
@@ -209,6 +219,14 @@ fn pipelining_in_order(ctx: &mut Ctx) -> Result<(), Failure> {
 
 fn dribbled_request(ctx: &mut Ctx) -> Result<(), Failure> {
     ctx.start(&[])?;
+    ctx.reproduce_noting(
+        format!(
+            "(printf 'GET /hel'; sleep 1; printf 'lo HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n') | nc -q 2 127.0.0.1 {}",
+            ctx.port_hint()
+        ),
+        "the request comes in two pieces a second apart, and is answered once whole",
+        Expect::Status(200),
+    );
     let mut stream = ctx.connect()?;
     for byte in HELLO {
         ctx.send(&mut stream, &[*byte])?;
@@ -223,6 +241,14 @@ fn dribbled_request(ctx: &mut Ctx) -> Result<(), Failure> {
 
 fn drains_until_wouldblock(ctx: &mut Ctx) -> Result<(), Failure> {
     ctx.start(&[])?;
+    ctx.reproduce_noting(
+        format!(
+            "echo \"answers: $( (printf 'GET /hello HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 1000000\\r\\n\\r\\n'; head -c 1000000 /dev/zero; printf 'GET /hello HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n') | nc -q 2 127.0.0.1 {} | grep -c 'HTTP/1.1 200')\"",
+            ctx.port_hint()
+        ),
+        "both requests answered, the one with a 1 MB body and the one after it",
+        Expect::Shows("answers: 2"),
+    );
     let mut request = b"GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n".to_vec();
     request.resize(request.len() + 1_000_000, b'x');
     request.extend_from_slice(HELLO);
@@ -233,7 +259,7 @@ fn drains_until_wouldblock(ctx: &mut Ctx) -> Result<(), Failure> {
         ctx.fail("a second handle on the socket")
             .detail(err.to_string())
     })?;
-    ctx.record_sent(&request[..100]);
+    ctx.record_sent(&stream, &request[..100]);
     let sender = thread::spawn(move || std::io::Write::write_all(&mut writer, &request));
     let mut leftover = Vec::new();
     for _ in 0..2 {
@@ -272,9 +298,21 @@ fn connect_small_window(ctx: &Ctx, addr: SocketAddr) -> Result<TcpStream, Failur
 }
 
 fn slow_reader(ctx: &mut Ctx) -> Result<(), Failure> {
-    let big: Vec<u8> = (0..8 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
-    let files = Files::new(ctx, &[("big.bin", &big)])?;
-    ctx.start(&["--directory", &files.arg()])?;
+    let size = 8 * 1024 * 1024;
+    let file = dir().join("big.bin");
+    fixtures::ensure_big(&file, size).map_err(|err| {
+        ctx.fail(format!("to write {}", file.display()))
+            .detail(err.to_string())
+    })?;
+    let big = fixtures::big_data(size);
+    ctx.start(&[])?;
+    let slow = ctx.curl("-s -m 10 --limit-rate 100K -o /dev/null", "/big.bin");
+    let quick = ctx.curl("-v -m 2", "/hello");
+    ctx.reproduce_noting(
+        format!("{slow} & sleep 1; {quick}"),
+        "a slow download of big.bin runs in the background; /hello is answered at once",
+        Expect::Status(200),
+    );
     let addr = ctx.server().addr;
     let mut slow = connect_small_window(ctx, addr)?;
     ctx.send(&mut slow, b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")?;
@@ -308,9 +346,18 @@ fn many_clients(ctx: &mut Ctx) -> Result<(), Failure> {
         let response = ctx.recv_response(stream, &mut Vec::new(), false)?;
         ctx.ensure(response.head.status == 200, "200 OK")
     }
+    ctx.start(&["--header-timeout", "60"])?;
+    let port = ctx.port_hint();
+    let quick = ctx.curl("-s -m 3", "/hello");
+    ctx.reproduce_noting(
+        format!(
+            "{{ printf 'GET /hello HTTP/1.1\\r\\nHo'; sleep 5; }} | nc -q 0 127.0.0.1 {port} & sleep 0.5; echo \"answered: $(seq 20 | xargs -P 20 -I{{}} {quick} | grep -c Hello)\""
+        ),
+        "nc holds half a request; 20 clients at once must all be answered meanwhile",
+        Expect::Shows("answered: 20"),
+    );
     checks::serves_while_busy(
         ctx,
-        &["--header-timeout", "60"],
         half_a_request,
         100,
         HELLO,
@@ -337,6 +384,14 @@ fn cpu_ticks(ctx: &Ctx, pid: u32) -> Result<u64, Failure> {
 
 fn idle_without_spinning(ctx: &mut Ctx) -> Result<(), Failure> {
     ctx.start(&[])?;
+    ctx.reproduce_noting(
+        format!(
+            "pid={}; t() {{ awk '{{print $14+$15}}' /proc/$pid/stat; }}; a=$(t); sleep 1; echo \"CPU ticks in 1 s: $(( $(t) - a ))\"",
+            ctx.pid_of_server()
+        ),
+        "the server's CPU time over an idle second, in 1/100 s: about 0; a spinning loop shows about 100",
+        Expect::Shows("CPU ticks in 1 s: "),
+    );
     let mut stream = ctx.connect()?;
     hello(ctx, &mut stream, &mut Vec::new())?;
     let pid = ctx.server().pid();
@@ -361,7 +416,7 @@ fn idle_without_spinning(ctx: &mut Ctx) -> Result<(), Failure> {
 fn bad_request_400(ctx: &mut Ctx) -> Result<(), Failure> {
     ctx.start(&[])?;
     let garbage = b"GARBAGE\r\n\r\n";
-    ctx.reproduce(ctx.nc(garbage));
+    ctx.reproduce(ctx.nc(garbage), Expect::Status(400));
     let mut stream = ctx.connect()?;
     ctx.send(&mut stream, garbage)?;
     let bytes = ctx.recv_to_close(&mut stream)?;
@@ -376,6 +431,8 @@ fn bad_request_400(ctx: &mut Ctx) -> Result<(), Failure> {
 
 fn sigterm_exits_0(ctx: &mut Ctx) -> Result<(), Failure> {
     fn round_trip(ctx: &mut Ctx) -> Result<(), Failure> {
+        let curl = ctx.curl("-v", "/hello");
+        ctx.reproduce(curl, Expect::Status(200));
         let mut stream = ctx.connect()?;
         hello(ctx, &mut stream, &mut Vec::new())
     }
@@ -392,7 +449,11 @@ fn numbers(to: u64) -> Vec<u8> {
 
 fn count_streamed(ctx: &mut Ctx) -> Result<(), Failure> {
     ctx.start(&[])?;
-    ctx.reproduce(ctx.curl("-v", "'/count?to=20000'"));
+    ctx.reproduce_noting(
+        format!("{} | tail -2", ctx.curl("-v", "/count?to=20000")),
+        "Transfer-Encoding: chunked, and the last lines 19999 and 20000",
+        Expect::Shows("Transfer-Encoding: chunked"),
+    );
     let mut stream = ctx.connect()?;
     ctx.send(
         &mut stream,
@@ -437,8 +498,15 @@ fn threads(ctx: &Ctx, pid: u32) -> Result<usize, Failure> {
 
 fn count_stops(ctx: &mut Ctx) -> Result<(), Failure> {
     ctx.start(&[])?;
-    let curl = ctx.curl("-N", "'/count?to=100000000000'");
-    ctx.reproduce(format!("{curl} | head -3"));
+    let curl = ctx.curl("-sN", "/count?to=100000000000");
+    ctx.reproduce_noting(
+        format!(
+            "{curl} | head -3; sleep 1; ps -L -o tid,comm -p {}",
+            ctx.pid_of_server()
+        ),
+        "once head has its 3 lines, curl leaves: the counting thread must be gone from the list",
+        Expect::Runs,
+    );
     let addr = ctx.server().addr;
     let pid = ctx.server().pid();
     let before = threads(ctx, pid)?;

@@ -18,6 +18,7 @@
 #![allow(clippy::result_large_err)]
 
 mod checks;
+mod fixtures;
 mod report;
 mod runner;
 
@@ -104,7 +105,7 @@ fn main() -> ExitCode {
     };
     let Some(exercise) = find(name) else {
         eprintln!("grade: no exercise {name:?}; these exist:");
-        for exercise in EXERCISES {
+        for exercise in EXERCISES.iter().filter(|e| e.listed) {
             eprintln!("  {}", exercise.name);
         }
         return ExitCode::from(2);
@@ -123,10 +124,11 @@ fn main() -> ExitCode {
         },
     };
 
-    let start_hint = match &args.bin {
-        Some(path) => format!("{} --port {}", path.display(), exercise.port),
-        None => format!("cargo ex {} -- --port {}", exercise.name, exercise.port),
-    };
+    let shown_bin = args
+        .bin
+        .as_ref()
+        .map(|p| fixtures::shown(&p.display().to_string()));
+    let launch = report::Launch::new(exercise, shown_bin.as_deref());
     let built = match &args.bin {
         Some(path) if path.is_file() => Ok(path.clone()),
         Some(path) => {
@@ -149,7 +151,7 @@ fn main() -> ExitCode {
         }
     };
     let binary = bin.display().to_string();
-    let human = report::human(exercise, &binary, &outcomes, &start_hint);
+    let human = report::human(exercise, &binary, &outcomes, &launch);
     let json_to_stdout = args.json.as_deref() == Some("-");
     if json_to_stdout {
         eprint!("{human}");
@@ -158,11 +160,11 @@ fn main() -> ExitCode {
     }
     let mut ok = true;
     if let Some(target) = &args.json {
-        let text = report::json(exercise, &binary, &outcomes);
+        let text = report::json(exercise, &binary, &outcomes, &launch);
         ok &= write_report(target, &text);
     }
     if let Some(target) = &args.junit {
-        let text = report::junit(exercise, &binary, &outcomes);
+        let text = report::junit(exercise, &binary, &outcomes, &launch);
         ok &= write_report(&target.to_string_lossy(), &text);
     }
     if !ok {
@@ -189,14 +191,37 @@ fn find(name: &str) -> Option<&'static Exercise> {
     }
 }
 
+/// The exercises (or the one named, even the grader's own self-check),
+/// their holes and the stages of each, the names in one column.
 fn list(only: Option<&str>) {
-    for exercise in EXERCISES {
-        if only.is_some_and(|name| find(name).map(|e| e.name) != Some(exercise.name)) {
-            continue;
+    let shown: Vec<&Exercise> = EXERCISES
+        .iter()
+        .filter(|e| match only {
+            Some(name) => find(name).map(|f| f.name) == Some(e.name),
+            None => e.listed,
+        })
+        .collect();
+    let width = shown
+        .iter()
+        .flat_map(|e| e.stages.iter().map(|s| s.name.len()))
+        .max()
+        .unwrap_or(0);
+    for (i, exercise) in shown.iter().enumerate() {
+        if i > 0 {
+            println!();
         }
         println!("{}  (reference: {})", exercise.name, exercise.lesson);
+        let mut hole_shown = usize::MAX;
         for stage in exercise.stages {
-            println!("  {:<24} {}", stage.name, stage.title);
+            if stage.hole != hole_shown && !exercise.holes.is_empty() {
+                hole_shown = stage.hole;
+                if let Some(anchor) = exercise.holes.get(stage.hole.wrapping_sub(1)) {
+                    let at = report::hole_at(exercise, anchor);
+                    let n = exercise.holes.len();
+                    println!("  hole {} of {n}: {anchor} ({at})", stage.hole);
+                }
+            }
+            println!("    {:<width$}  {}", stage.name, stage.title);
         }
     }
 }
@@ -278,6 +303,39 @@ mod tests {
             names.dedup();
             assert_eq!(names.len(), exercise.stages.len(), "{}", exercise.name);
         }
+    }
+
+    #[test]
+    fn every_hole_has_stages_in_order_and_every_stage_a_hole() {
+        for exercise in EXERCISES.iter().filter(|e| e.listed) {
+            let holes: Vec<usize> = exercise.stages.iter().map(|s| s.hole).collect();
+            // Stages run hole by hole, so that each hole filled passes the
+            // next stages in the report.
+            assert!(holes.windows(2).all(|w| w[0] <= w[1]), "{}", exercise.name);
+            for hole in 1..=exercise.holes.len() {
+                assert!(
+                    holes.contains(&hole),
+                    "{}: no stage for hole {hole}",
+                    exercise.name
+                );
+            }
+            assert!(
+                holes.iter().all(|h| (1..=exercise.holes.len()).contains(h)),
+                "{}",
+                exercise.name
+            );
+        }
+    }
+
+    #[test]
+    fn ordinals_read_as_english() {
+        let words: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22].map(runner::ordinal).into();
+        assert_eq!(
+            words,
+            [
+                "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd"
+            ]
+        );
     }
 
     #[test]
