@@ -132,7 +132,11 @@ fn module_copies(skeleton: &str) -> Vec<String> {
 ///   (`modules`);
 /// - a module copy is `src/MODULE.rs` with `crate::` read as `ladder::`,
 ///   since the copy lives in the exercise's binary, not in the library.
-fn reference_as_skeleton(reference: &str, text: &str, modules: &[String]) -> Result<String, String> {
+fn reference_as_skeleton(
+    reference: &str,
+    text: &str,
+    modules: &[String],
+) -> Result<String, String> {
     if !reference.starts_with("src/bin/") {
         return Ok(text.replace("crate::", "ladder::"));
     }
@@ -1014,7 +1018,10 @@ fn a_module_exercise_declares_its_two_differences() {
         "//! Lesson\nuse ladder::cli;\nmod wsgi;\nfn main() {}\n"
     );
     // Nothing else may differ, and the import must be there, once.
-    let grouped = lesson.replace("use ladder::cli;\nuse ladder::wsgi;", "use ladder::{cli, wsgi};");
+    let grouped = lesson.replace(
+        "use ladder::cli;\nuse ladder::wsgi;",
+        "use ladder::{cli, wsgi};",
+    );
     has(
         &reference_as_skeleton("src/bin/lesson06_wsgi.rs", &grouped, &modules).unwrap_err(),
         "exactly once: `use ladder::wsgi;` (found 0 times)",
@@ -1029,5 +1036,8 @@ fn a_module_exercise_declares_its_two_differences() {
     assert_eq!(copy, module.replace("crate::", "ladder::"));
     let skeleton = copy.replace("ladder::x()", "todo!(\"ex\")");
     assert_eq!(skeleton_drift(&copy, &skeleton), None);
-    assert!(skeleton_drift(module, &skeleton).is_some(), "crate:: is not ladder::");
+    assert!(
+        skeleton_drift(module, &skeleton).is_some(),
+        "crate:: is not ladder::"
+    );
 }
