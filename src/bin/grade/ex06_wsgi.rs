@@ -97,7 +97,8 @@ pub const EXERCISE: Exercise = Exercise {
             title: "start_response refuses a bad status and bad headers, and returns write()",
             hint: "hole `start_response`: call `check_start(status, response_headers)?` \
                    BEFORE keeping anything in `head.started` (a refused call is no call), \
-                   and return `Write { head: Arc::clone(&self.head) }`",
+                   and return `Write { head: Arc::clone(&self.head) }`. The app writes what \
+                   each call returned or raised to the server's log (`probe: start_response:`)",
             run: start_response_checks,
         },
         Stage {
@@ -302,7 +303,8 @@ fn environ(ctx: &mut Ctx, request: &[u8]) -> Result<BTreeMap<String, String>, Fa
         .collect())
 }
 
-/// `(key, expected ascii() of the value)`, or `None` for "absent".
+/// `(key, expected ascii() of the value)`: `None` for "absent", `"*"` for
+/// "present, any value".
 type Want<'a> = (&'a str, Option<&'a str>);
 
 /// Compare the logged environ with what PEP 3333 asks; one line per miss.
@@ -314,8 +316,16 @@ fn check_environ(
     let mut misses = Vec::new();
     for (key, want) in wants {
         let got = environ.get(*key).map(String::as_str);
-        if got != *want {
-            let show = |v: Option<&str>| v.map_or("absent".to_string(), str::to_string);
+        let matches = match want {
+            Some("*") => got.is_some(), // present, whatever its value
+            want => got == *want,
+        };
+        if !matches {
+            let show = |v: Option<&str>| match v {
+                None => "absent".to_string(),
+                Some("*") => "present".to_string(),
+                Some(v) => v.to_string(),
+            };
             misses.push(format!(
                 "environ[{key:?}]: expected {}, got {}",
                 show(*want),
@@ -456,7 +466,7 @@ fn environ_basics(ctx: &mut Ctx) -> Result<(), Failure> {
             ("wsgi.multithread", Some("False")),
             ("wsgi.multiprocess", Some("False")),
             ("wsgi.run_once", Some("False")),
-            ("wsgi.file_wrapper", Some("<type>")),
+            ("wsgi.file_wrapper", Some("*")),
         ],
     )
 }
