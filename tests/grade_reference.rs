@@ -168,6 +168,10 @@ fn list_and_help_name_the_stages_and_examples() {
         .collect();
     assert!(titles.len() > 40, "{list}");
     assert!(titles.windows(2).all(|w| w[0] == w[1]), "{list}");
+    assert!(
+        list.contains("ex06_wsgi") && list.contains("close_on_client_gone"),
+        "{list}"
+    );
     let help = run(&["--help"]);
     assert!(
         help.contains("cargo grade ex01") && help.contains("--junit"),
@@ -183,4 +187,17 @@ fn lesson05_passes_every_ex05_stage() {
 #[test]
 fn the_ex05_skeleton_fails() {
     assert_skeleton_fails("ex05");
+}
+
+// Rung 6 embeds CPython: its binary exists with the default feature `python`.
+#[cfg(feature = "python")]
+#[test]
+fn lesson06_passes_every_ex06_stage() {
+    assert_all_pass("ex06", env!("CARGO_BIN_EXE_lesson06_wsgi"));
+}
+
+#[cfg(feature = "python")]
+#[test]
+fn the_ex06_skeleton_fails() {
+    assert_skeleton_fails("ex06");
 }

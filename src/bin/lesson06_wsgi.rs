@@ -42,7 +42,7 @@ use ladder::http_connection::Settings;
 use ladder::pool::ThreadPool;
 use ladder::python::Interpreter;
 use ladder::readiness::Backend;
-use ladder::wsgi::{self, Call, Gateway, ResponseSink, Served};
+use ladder::wsgi;
 use ladder::{cli, log, python, shutdown, trace};
 
 fn main() -> ExitCode {
@@ -158,7 +158,7 @@ fn run(args: Args) -> io::Result<ExitCode> {
 
 /// Start Python on this thread (which must also stop it) and load the app;
 /// `None` once the reason it cannot be loaded is on stderr.
-fn start_python(args: &Args) -> io::Result<Option<(Interpreter, Gateway)>> {
+fn start_python(args: &Args) -> io::Result<Option<(Interpreter, wsgi::Gateway)>> {
     // `--python` is relative to where we were started, the app to `--chdir`.
     let python = args
         .python
@@ -190,7 +190,7 @@ fn start_python(args: &Args) -> io::Result<Option<(Interpreter, Gateway)>> {
         log_tag: "lesson06",
         ..wsgi::Settings::default()
     };
-    Ok(Some((interpreter, Gateway::new(app, settings)?)))
+    Ok(Some((interpreter, wsgi::Gateway::new(app, settings)?)))
 }
 
 /// Rung 5's loop, with rung 6's limits: the body limit, the timeouts, and
@@ -223,7 +223,7 @@ fn server_timeout(args: &Args) -> Option<Duration> {
 /// The loop's side of the hand-off. Its `handle` runs on the loop's thread,
 /// which must never wait, and never touches Python: it only queues.
 struct Handoff {
-    gateway: Arc<Gateway>,
+    gateway: Arc<wsgi::Gateway>,
     pool: ThreadPool,
     remote: Remote,
     local: SocketAddr,
@@ -237,7 +237,7 @@ struct Job {
     body: Vec<u8>,
     client: Client,
     local: SocketAddr,
-    gateway: Arc<Gateway>,
+    gateway: Arc<wsgi::Gateway>,
     remote: Remote,
     queued: Instant,
     timeout: Option<Duration>,
@@ -289,7 +289,7 @@ fn answer(job: Job) {
             client.ticket
         );
     }
-    let call = Call {
+    let call = wsgi::Call {
         request,
         body: &job.body,
         peer: client.peer,
@@ -322,7 +322,7 @@ struct LoopSink {
     body: Option<BodySender>,
 }
 
-impl ResponseSink for LoopSink {
+impl wsgi::ResponseSink for LoopSink {
     /// The head. A streamed body (the app's iterable) gets a channel to the
     /// loop; a file (`wsgi.file_wrapper`) or the gateway's 500 page goes
     /// whole, and the loop sends it as the socket takes it.
@@ -361,7 +361,7 @@ impl ResponseSink for LoopSink {
 /// The access line, in `http.server`'s format, from what the gateway says
 /// it sent; for an answer the loop had given up on (`--timeout`), a line
 /// saying so instead: the loop logged its 504 already.
-fn log_served(job: &Job, served: &Served) {
+fn log_served(job: &Job, served: &wsgi::Served) {
     let took = job.queued.elapsed();
     if job.timeout.is_some_and(|limit| took >= limit) {
         eprintln!(

@@ -28,6 +28,7 @@ mod ex02_hello;
 mod ex03_cgi;
 mod ex04_http_server;
 mod ex05_epoll;
+mod ex06_wsgi;
 
 use std::fs;
 use std::io::Write;
@@ -45,6 +46,7 @@ const EXERCISES: &[Exercise] = &[
     ex03_cgi::EXERCISE,
     ex04_http_server::EXERCISE,
     ex05_epoll::EXERCISE,
+    ex06_wsgi::EXERCISE,
     demo_concurrency::EXERCISE,
 ];
 
