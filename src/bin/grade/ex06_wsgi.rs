@@ -29,9 +29,6 @@ const PORT: u16 = 8006;
 /// The app every stage serves, in the fixtures directory.
 const APP: &str = "probe:app";
 
-/// The fixtures directory, as the report's last line names it (relative to
-/// the repository's root, where `cargo ex` runs).
-
 // The skeleton's holes (their anchors in `exercises/src/bin/ex06_wsgi/wsgi.rs`),
 // in the order a student fills them: `environ`, `start_response`,
 // `body_loop`. The stages come in the same order: the first four need
