@@ -8,16 +8,23 @@
 //! rung. The default port is 8000 + the rung's number (`ListenArgs<5>` listens
 //! on 8005), so several rungs can run side by side; `--port 0` lets the kernel
 //! pick one, which is what the tests and the grader do.
+//!
+//! `--bind` also takes gunicorn's `HOST:PORT` (`-b 0.0.0.0:8000`, `-b
+//! [::1]:8000`), which sets the port too: as in gunicorn, where the bind
+//! address is the whole address, its port wins over `--port`.
 
+use std::fmt;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::str::FromStr;
 
 /// The flags every server rung honours. `RUNG` picks the default port.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ListenArgs<const RUNG: u16> {
-    /// Address to listen on (use 0.0.0.0 to accept connections from other machines)
-    #[arg(long, short = 'b', value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
-    pub bind: IpAddr,
+    /// Address to listen on (0.0.0.0 accepts connections from other machines); gunicorn's
+    /// HOST:PORT or [V6]:PORT sets the port too, over --port
+    #[arg(long, short = 'b', value_name = "ADDR", default_value_t = Bind::LOCALHOST)]
+    pub bind: Bind,
 
     /// Port to listen on; 0 lets the kernel pick a free one
     #[arg(long, value_name = "PORT", default_value_t = 8000 + RUNG)]
@@ -33,9 +40,9 @@ pub struct ListenArgs<const RUNG: u16> {
 }
 
 impl<const RUNG: u16> ListenArgs<RUNG> {
-    /// The socket address to bind.
+    /// The socket address to bind: `--bind`'s port if it names one, else `--port`.
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::new(self.bind, self.port)
+        SocketAddr::new(self.bind.ip, self.bind.port.unwrap_or(self.port))
     }
 
     /// Switch on `--trace` and `--quiet` for the whole process. Call once,
@@ -43,6 +50,60 @@ impl<const RUNG: u16> ListenArgs<RUNG> {
     pub fn apply(&self) {
         crate::trace::set_enabled(self.trace);
         crate::log::set_quiet(self.quiet);
+    }
+}
+
+/// What `--bind` names: an address, and a port when it came as `HOST:PORT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bind {
+    pub ip: IpAddr,
+    pub port: Option<u16>,
+}
+
+impl Bind {
+    pub const LOCALHOST: Bind = Bind {
+        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        port: None,
+    };
+}
+
+impl FromStr for Bind {
+    type Err = String;
+
+    /// `127.0.0.1`, `::1`, `[::1]`, `localhost`, or any of them with a
+    /// port: `127.0.0.1:8000`, `[::1]:8000`, `localhost:8000`. No name
+    /// lookups: `localhost` is the only name, as everywhere it means 127.0.0.1.
+    fn from_str(text: &str) -> Result<Bind, String> {
+        let ip = |host: &str| match host {
+            "localhost" => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            _ => host.parse().ok(),
+        };
+        // A bare IPv6 address holds colons too: try the whole text first.
+        if let Some(ip) = ip(text).or_else(|| ip(text.strip_prefix('[')?.strip_suffix(']')?)) {
+            return Ok(Bind { ip, port: None });
+        }
+        let with_port = text.rsplit_once(':').and_then(|(host, port)| {
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            Some(Bind {
+                ip: ip(host)?,
+                port: Some(port.parse().ok()?),
+            })
+        });
+        with_port.ok_or_else(|| {
+            format!("'{text}' is not an IP address, HOST:PORT or [IPV6]:PORT (e.g. 0.0.0.0:8000)")
+        })
+    }
+}
+
+impl fmt::Display for Bind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}", SocketAddr::new(self.ip, port)),
+            None => write!(f, "{}", self.ip),
+        }
     }
 }
 
@@ -118,6 +179,30 @@ mod tests {
     fn default_port_is_8000_plus_rung() {
         let demo = Demo::parse_from(["demo"]);
         assert_eq!(demo.listen.addr(), "127.0.0.1:8005".parse().unwrap());
+    }
+
+    #[test]
+    fn bind_takes_an_address_or_gunicorns_host_port() {
+        let cases: [(&[&str], &str); 9] = [
+            (&[], "127.0.0.1:8005"),
+            (&["--bind", "0.0.0.0"], "0.0.0.0:8005"),
+            (&["--bind", "::1"], "[::1]:8005"),
+            (&["--bind", "[::1]"], "[::1]:8005"),
+            (&["-b", "0.0.0.0:9000"], "0.0.0.0:9000"),
+            (&["-b", "[::1]:9000"], "[::1]:9000"),
+            (&["-b", "localhost:9000"], "127.0.0.1:9000"),
+            // The port in HOST:PORT wins over --port, in either order.
+            (&["-b", "127.0.0.1:9000", "--port", "0"], "127.0.0.1:9000"),
+            (&["--port", "7000", "-b", "127.0.0.1"], "127.0.0.1:7000"),
+        ];
+        for (args, want) in cases {
+            let demo = Demo::try_parse_from(std::iter::once(&"demo").chain(args)).unwrap();
+            assert_eq!(demo.listen.addr(), want.parse().unwrap(), "{args:?}");
+        }
+        for bad in ["example.com", "1.2.3.4:", "1.2.3.4:99999", "[::1:80", ""] {
+            let parsed = Demo::try_parse_from(["demo", "--bind", bad]);
+            assert!(parsed.is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

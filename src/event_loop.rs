@@ -365,10 +365,10 @@ impl EventLoop {
             match slot.connection.deadline() {
                 // Closed without a word, as http.server and nginx do. (A
                 // 408 is allowed, but a client that sent nothing is rarely
-                // listening.)
+                // listening.) A late handler's client does listen: 504.
                 Some(deadline) if deadline <= now => {
                     let why = format!("timeout: {}", slot.connection.describe());
-                    self.close(index, &why);
+                    self.time_out(index, &why);
                 }
                 Some(_) => self.arm(token), // moved later: push the real one
                 None => {}
@@ -376,6 +376,28 @@ impl EventLoop {
         }
     }
     // ANCHOR_END: timers
+
+    /// A connection's deadline has passed: close it, unless a handler owes
+    /// its client an answer (`answer_timeout`); then answer 504 for the
+    /// handler, and write it now, as far as the socket takes it.
+    fn time_out(&mut self, index: usize, why: &str) {
+        let token = Token(index + FIRST_CONNECTION);
+        let Some(Some(Slot { connection, .. })) = self.connections.get_mut(index) else {
+            return;
+        };
+        let settings = &self.config.http;
+        if !connection.answer_late(settings) {
+            return self.close(index, why);
+        }
+        trace!("fd {}: {why}: 504", connection.fd());
+        // Closing now, the connection reads no more requests: no handler.
+        match connection.drive(token, &self.poll, &mut self.scratch, settings) {
+            Ok(Progress::Wait) => self.arm(token),
+            Ok(Progress::Close(why)) => self.close(index, why),
+            Ok(Progress::Request { .. }) => self.close(index, "a request after a 504"),
+            Err(err) => self.close(index, &err.to_string()),
+        }
+    }
 
     /// The poll timeout: time until the earliest deadline, or forever.
     /// The earliest entry may be stale; then we wake up for nothing once,

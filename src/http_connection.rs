@@ -51,6 +51,14 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// The protocol and `Server` header of every response.
     pub server: ServerInfo,
+    /// Time a handler that answered `Later` has to deliver its answer;
+    /// past it the client gets a 504 and the connection closes (rung 6's
+    /// `--timeout`). `None`: no limit.
+    pub answer_timeout: Option<Duration>,
+    /// Write the access-log line of an answer delivered later when it
+    /// arrives (rung 5). Off when whoever answers writes its own, once the
+    /// body has ended and its size is known (rung 6).
+    pub log_later: bool,
 }
 
 // ANCHOR: state
@@ -66,7 +74,7 @@ enum State {
     /// otherwise carry room for it.
     Body(Box<Reading>),
     /// The request is with a handler that answers later (from another
-    /// thread, through the event loop's `Remote`): no timeout of ours.
+    /// thread, through the event loop's `Remote`): `answer_timeout`, if any.
     Waiting(Box<Request>),
     /// The head is queued; the body follows from a file or a stream.
     Sending { body: Source, keep_alive: bool },
@@ -334,7 +342,7 @@ impl Connection {
         let State::Waiting(request) = replace(&mut self.state, State::Head) else {
             return false;
         };
-        if !log::quiet() {
+        if settings.log_later && !log::quiet() {
             let size = response.body_len();
             log::access(self.peer, &request.request_line(), response.status, size);
         }
@@ -381,6 +389,22 @@ impl Connection {
         }
     }
     // ANCHOR_END: respond
+
+    /// The handler did not answer within `answer_timeout`: answer 504 for
+    /// it, and close once that is written. Its answer, if it ever comes,
+    /// finds no request waiting and is dropped (see [`deliver`](Self::deliver)).
+    /// False if the connection waits for no answer.
+    pub fn answer_late(&mut self, settings: &Settings) -> bool {
+        if !matches!(self.state, State::Waiting(_)) {
+            return false;
+        }
+        let State::Waiting(request) = replace(&mut self.state, State::Head) else {
+            unreachable!("matched above")
+        };
+        let response = Response::error(504, "the application did not answer in time");
+        self.respond(&request, response, settings);
+        true
+    }
 
     /// The response is all queued: on to the next request, or to closing.
     fn finished(&mut self, keep_alive: bool, settings: &Settings) {
@@ -598,8 +622,9 @@ fn timeout(state: &State, settings: &Settings) -> Option<Duration> {
         State::Idle => Some(settings.idle_timeout),
         State::Head | State::Body(_) => Some(settings.header_timeout),
         State::Linger => Some(LINGER),
-        // Nothing we wait for from the client: the handler or the producer
-        // has the next move (a slow reader gets its own clock in `flush`).
-        State::Waiting(_) | State::Sending { .. } | State::Closing => None,
+        State::Waiting(_) => settings.answer_timeout,
+        // Nothing we wait for from the client: the producer has the next
+        // move (a slow reader gets its own clock in `flush`).
+        State::Sending { .. } | State::Closing => None,
     }
 }

@@ -72,6 +72,19 @@ fn start<F>(backend: Backend, max_body: u64, work: F) -> Running
 where
     F: Fn(Job, &Remote) + Send + Sync + 'static,
 {
+    start_with(backend, max_body, None, work)
+}
+
+/// `start`, with a time limit on answers that come later.
+fn start_with<F>(
+    backend: Backend,
+    max_body: u64,
+    answer_timeout: Option<Duration>,
+    work: F,
+) -> Running
+where
+    F: Fn(Job, &Remote) + Send + Sync + 'static,
+{
     ladder::log::set_quiet(true);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let limits = Limits {
@@ -86,6 +99,8 @@ where
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
             server: ServerInfo::PLAIN,
+            answer_timeout,
+            log_later: true,
         },
     };
     let mut server = EventLoop::new(listener, config).unwrap();
@@ -353,6 +368,57 @@ fn an_abandoned_stream_closes_the_connection() {
         .err()
         .expect("a body cut short must not read as complete");
     assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "{error}");
+}
+
+/// A handler that does not answer within `answer_timeout` (rung 6's
+/// `--timeout`): its client gets a 504 and the connection closes. The
+/// answer that comes afterwards finds no request waiting: it is dropped,
+/// and a producer streaming it is told, as if the client had left.
+#[test]
+fn a_late_answer_gets_a_504_and_is_dropped() {
+    let (answer, answer_now) = mpsc::channel::<()>();
+    let answer_now = Mutex::new(answer_now);
+    let (report, reported) = mpsc::channel::<u64>();
+    let report = Mutex::new(report);
+    let limit = Some(Duration::from_millis(200));
+    let server = start_with(Backend::Mio, 1024, limit, move |job, remote| {
+        if job.path == "/quick" {
+            let response = Response::with_bytes(200, "text/plain", "quick\n");
+            return remote.respond(job.ticket, response);
+        }
+        // Answer only once the test has seen the 504.
+        answer_now.lock().unwrap().recv().unwrap();
+        let body = remote.stream(job.ticket, Response::new(200).body(Body::Stream { len: None }));
+        let mut sent = 0u64;
+        while sent < 1000 && body.send(b"too late".to_vec()).is_ok() {
+            sent += 1;
+        }
+        report.lock().unwrap().send(sent).unwrap();
+    });
+    // In time: answered, and the connection stays open.
+    let mut stream = connect(server.addr);
+    stream
+        .write_all(b"GET /quick HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let got = read_one(&mut stream, &mut Vec::new(), false).unwrap();
+    assert_eq!((got.status, got.body.as_slice()), (200, &b"quick\n"[..]));
+    // Late: a 504 from the loop, then the end of the connection.
+    stream
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut leftover = Vec::new();
+    let got = read_one(&mut stream, &mut leftover, false).unwrap();
+    assert_eq!(got.status, 504, "{}", got.head);
+    assert!(got.head.contains("Connection: close\r\n"), "{}", got.head);
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    assert!(leftover.is_empty() && rest.is_empty(), "bytes after the 504");
+    answer.send(()).unwrap();
+    let sent = reported.recv_timeout(IO_TIMEOUT).unwrap();
+    assert!(
+        sent < 1000,
+        "the late producer was never told that nobody reads its answer"
+    );
 }
 
 /// The handler gets the whole body, sent after `100 Continue` when the

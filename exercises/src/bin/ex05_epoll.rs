@@ -109,6 +109,9 @@ fn run(args: Args) -> io::Result<()> {
             header_timeout: Duration::from_secs(args.header_timeout),
             idle_timeout: Duration::from_secs(args.idle_timeout),
             server: ServerInfo::PLAIN,
+            // `/count` answers later: no time limit, and the loop logs it.
+            answer_timeout: None,
+            log_later: true,
         },
     };
     let mut server = EventLoop::new(ladder::cli::listen(args.listen.addr())?, config)?;
