@@ -84,6 +84,13 @@ pub struct Ticket {
     id: u64,
 }
 
+/// `connection 3 (token 5)`, for `--trace`.
+impl std::fmt::Display for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "connection {} (token {})", self.id, self.token.0)
+    }
+}
+
 /// The whole server. One thread owns it, so nothing in it is locked;
 /// other threads reach it only through a [`Remote`].
 pub struct EventLoop {

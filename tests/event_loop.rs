@@ -388,7 +388,10 @@ fn a_late_answer_gets_a_504_and_is_dropped() {
         }
         // Answer only once the test has seen the 504.
         answer_now.lock().unwrap().recv().unwrap();
-        let body = remote.stream(job.ticket, Response::new(200).body(Body::Stream { len: None }));
+        let body = remote.stream(
+            job.ticket,
+            Response::new(200).body(Body::Stream { len: None }),
+        );
         let mut sent = 0u64;
         while sent < 1000 && body.send(b"too late".to_vec()).is_ok() {
             sent += 1;
@@ -412,7 +415,10 @@ fn a_late_answer_gets_a_504_and_is_dropped() {
     assert!(got.head.contains("Connection: close\r\n"), "{}", got.head);
     let mut rest = Vec::new();
     stream.read_to_end(&mut rest).unwrap();
-    assert!(leftover.is_empty() && rest.is_empty(), "bytes after the 504");
+    assert!(
+        leftover.is_empty() && rest.is_empty(),
+        "bytes after the 504"
+    );
     answer.send(()).unwrap();
     let sent = reported.recv_timeout(IO_TIMEOUT).unwrap();
     assert!(
