@@ -129,6 +129,7 @@ fn run(args: Args) -> io::Result<ExitCode> {
     let remote = server.remote();
     shutdown::on_termination(move |_| remote.stop())?;
 
+    // ANCHOR: startup
     // `--python` is relative to where we were started, the app to `--chdir`.
     let python = args
         .python
@@ -154,6 +155,7 @@ fn run(args: Args) -> io::Result<ExitCode> {
             return Ok(ExitCode::from(python::EXIT_LOAD_FAILED as u8));
         }
     };
+    // ANCHOR_END: startup
     let settings = wsgi::Settings {
         script_name: args.script_name.clone(),
         multithread: args.threads > 1,
@@ -170,6 +172,7 @@ fn run(args: Args) -> io::Result<ExitCode> {
     cli::announce("http", server.local_addr()?)?;
     server.run(&mut handoff)?;
 
+    // ANCHOR: shutdown
     // Shutdown. The loop has stopped; dropping it closes every connection,
     // so an app still streaming hears "client gone" and is closed. Then the
     // pool finishes what it holds, the app goes, and Python runs its
@@ -180,6 +183,7 @@ fn run(args: Args) -> io::Result<ExitCode> {
     drop(pool);
     Python::attach(|_| drop(gateway));
     interpreter.finalize()?;
+    // ANCHOR_END: shutdown
     Ok(ExitCode::SUCCESS)
 }
 
@@ -234,6 +238,7 @@ struct Job {
 }
 
 impl Handler for Handoff {
+    // ANCHOR: handle
     /// A complete request (its body read whole by the loop, so a slow upload
     /// never holds a Python thread): queue it for the pool, answer `Later`.
     /// The connection waits, reading nothing more, until `answer` delivers.
@@ -258,8 +263,10 @@ impl Handler for Handoff {
             Err(err) => Answer::Now(Response::error(503, &err.to_string())),
         }
     }
+    // ANCHOR_END: handle
 }
 
+// ANCHOR: answer
 /// On a Python thread: call the app through the gateway, which takes the
 /// GIL, and hand what it answers to the loop through `LoopSink`. Then the
 /// access line, written now that the body has ended and its size is known.
@@ -301,7 +308,9 @@ fn answer(job: Job) {
     );
     log_served(&job, &served);
 }
+// ANCHOR_END: answer
 
+// ANCHOR: loop_sink
 /// Rung 6's `ResponseSink`: the gateway calls it on a Python thread (without
 /// the GIL), and it hands each part of the response to the loop's thread,
 /// which alone writes to sockets.
@@ -325,6 +334,7 @@ impl ResponseSink for LoopSink {
         Ok(())
     }
 
+    // ANCHOR: backpressure
     /// One chunk of the app's iterable. `send` blocks while the loop holds
     /// enough unsent pieces (backpressure: a 1 GB generator never sits in
     /// memory); `Err` means the client is gone, and the gateway then stops
@@ -335,6 +345,7 @@ impl ResponseSink for LoopSink {
             None => Err(io::Error::other("a body chunk before a streamed head")),
         }
     }
+    // ANCHOR_END: backpressure
 
     /// Complete: the last piece goes. Broken (the app failed mid-stream, or
     /// sent less than its Content-Length): the sender is dropped unfinished,
@@ -347,6 +358,7 @@ impl ResponseSink for LoopSink {
         }
     }
 }
+// ANCHOR_END: loop_sink
 
 /// The access line, in `http.server`'s format, from what the gateway says
 /// it sent; for an answer the loop had given up on (`--timeout`), a line
