@@ -203,6 +203,7 @@ impl Gateway {
         })
     }
 
+    // ANCHOR: environ
     /// The request as a WSGI `environ` dict.
     ///
     /// PEP 3333: "The environ dictionary is required to contain these CGI
@@ -265,6 +266,7 @@ impl Gateway {
         environ.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
         Ok(environ)
     }
+    // ANCHOR_END: environ
 
     /// Call the app, then run the body loop; `close()` the app's iterable
     /// whatever happened in between.
@@ -280,6 +282,7 @@ impl Gateway {
             Ok(body) => body,
             Err(err) => return out.fail(py, "the app raised", Some(&err)),
         };
+        // ANCHOR: body_loop
         out.body_loop(py, &body);
         // PEP 3333: "If the iterable returned by the application has a
         // close() method, the server or gateway must call that method upon
@@ -292,6 +295,7 @@ impl Gateway {
                 out.note(describe(py, "close() raised", Some(&err)), Some((py, &err)));
             }
         }
+        // ANCHOR_END: body_loop
     }
 
     fn log(&self, call: &Call<'_>, problem: &str, traceback: Option<String>) {
@@ -344,6 +348,7 @@ struct StartResponse {
 
 #[pymethods]
 impl StartResponse {
+    // ANCHOR: start_response
     /// `start_response(status, response_headers, exc_info=None)`, which
     /// returns the `write(data)` callable.
     #[pyo3(signature = (status, response_headers, exc_info=None))]
@@ -388,6 +393,7 @@ impl StartResponse {
             head: Arc::clone(&self.head),
         })
     }
+    // ANCHOR_END: start_response
 }
 
 /// The status and headers an app may give, checked. An error here is

@@ -190,6 +190,70 @@ fn the_control_file_server_passes_every_ex04_stage() {
     assert_rejected_by("ex04", "control_http_server", &[]);
 }
 
+#[test]
+fn the_unchanged_gateway_passes_every_ex06_stage() {
+    // Lesson 06 with the copy of ladder::wsgi that the decoys below are
+    // made from (decoys/build.rs): the copying itself changes nothing.
+    assert_rejected_by("ex06", "control_wsgi", &[]);
+}
+
+#[test]
+fn a_gateway_that_never_calls_close_fails_the_three_close_stages() {
+    assert_rejected_by(
+        "ex06",
+        "decoy_wsgi_no_close",
+        &[
+            "close_on_normal_end",
+            "close_on_app_error",
+            "close_on_client_gone",
+        ],
+    );
+}
+
+#[test]
+fn closing_only_complete_responses_fails_close_on_error_and_on_client_gone() {
+    assert_rejected_by(
+        "ex06",
+        "decoy_wsgi_close_when_complete",
+        &["close_on_app_error", "close_on_client_gone"],
+    );
+}
+
+#[test]
+fn a_utf8_environ_fails_environ_latin1_path() {
+    assert_rejected_by("ex06", "decoy_wsgi_utf8_path", &["environ_latin1_path"]);
+}
+
+#[test]
+fn an_underscore_header_that_spoofs_another_fails_environ_headers() {
+    assert_rejected_by("ex06", "decoy_wsgi_underscore_spoof", &["environ_headers"]);
+}
+
+#[test]
+fn a_head_sent_when_the_app_returns_fails_head_waits_for_body() {
+    assert_rejected_by("ex06", "decoy_wsgi_eager_head", &["head_waits_for_body"]);
+}
+
+#[test]
+fn exc_info_taken_after_the_head_fails_both_exc_info_after_stages() {
+    // Seen from the app (start_response did not raise) and on the wire
+    // (the response ran to its end, with the error page the app sent).
+    assert_rejected_by(
+        "ex06",
+        "decoy_wsgi_exc_info_never_reraises",
+        &["exc_info_after_head", "error_after_head_aborts"],
+    );
+}
+
+#[test]
+fn a_content_length_not_kept_fails_content_length_enforced() {
+    assert_rejected_by(
+        "ex06",
+        "decoy_wsgi_length_unenforced",
+        &["content_length_enforced"],
+    );
+}
+
 /// The names `cargo run [-p PACKAGE] --bin` offers (what `cargo ex <TAB>`
 /// completes), from cargo's own list; nothing is built.
 fn offered_bins(package: Option<&str>) -> Vec<String> {

@@ -70,18 +70,87 @@ fn lesson_files() -> Vec<String> {
         .collect()
 }
 
-/// Each exercise skeleton `exercises/src/bin/exNN_*.rs` with the lesson file
-/// it is cut from, `src/bin/lessonNN_*.rs` (same NN).
+/// The exercise a skeleton file belongs to: `exNN_name` for
+/// `exercises/src/bin/exNN_name.rs` and for every file of
+/// `exercises/src/bin/exNN_name/`.
+fn exercise_name(skeleton: &str) -> &str {
+    let rest = skeleton
+        .strip_prefix("exercises/src/bin/")
+        .unwrap_or(skeleton);
+    match rest.split_once('/') {
+        Some((dir, _)) => dir,
+        None => stem(rest),
+    }
+}
+
+/// Each exercise skeleton with the file it is cut from:
+///
+/// - `exercises/src/bin/exNN_*.rs`, or `exercises/src/bin/exNN_*/main.rs`,
+///   with the lesson file `src/bin/lessonNN_*.rs` (same NN);
+/// - any other `exercises/src/bin/exNN_*/MODULE.rs` with the library module
+///   `src/MODULE.rs`: an exercise whose holes are in a library module
+///   compiles its own copy of the module (`mod MODULE;`) in place of
+///   `ladder::MODULE` (see [`reference_as_skeleton`]).
 fn exercises() -> Vec<(String, String)> {
     let mut pairs = Vec::new();
-    for skeleton in files("exercises/src/bin", ".rs", false) {
-        let nn = rung(stem(&skeleton), "ex");
+    for skeleton in files("exercises/src/bin", ".rs", true) {
+        let name = exercise_name(&skeleton);
+        let module = skeleton
+            .strip_prefix(&format!("exercises/src/bin/{name}/"))
+            .filter(|file| *file != "main.rs");
+        if let Some(file) = module {
+            pairs.push((skeleton.clone(), format!("src/{file}")));
+            continue;
+        }
+        let nn = rung(name, "ex");
         let mut lessons = lesson_files().into_iter();
         if let Some(reference) = lessons.find(|l| nn.is_some() && rung(stem(l), "lesson") == nn) {
             pairs.push((skeleton, reference));
         }
     }
     pairs
+}
+
+/// The module copies an exercise's binary compiles beside its `main.rs`:
+/// the other `.rs` files of its directory, by name (`wsgi`).
+fn module_copies(skeleton: &str) -> Vec<String> {
+    let Some(dir) = skeleton.strip_suffix("/main.rs") else {
+        return Vec::new();
+    };
+    files(dir, ".rs", false)
+        .iter()
+        .map(|f| stem(f).to_string())
+        .filter(|name| name != "main")
+        .collect()
+}
+
+/// The reference as the skeleton must read outside its holes, or why it
+/// cannot. The differences an exercise with its own module copy declares:
+///
+/// - its `main.rs` is the lesson file with the line `use ladder::MODULE;`
+///   (exactly once) read as `mod MODULE;`, for each module copy beside it
+///   (`modules`);
+/// - a module copy is `src/MODULE.rs` with `crate::` read as `ladder::`,
+///   since the copy lives in the exercise's binary, not in the library.
+fn reference_as_skeleton(reference: &str, text: &str, modules: &[String]) -> Result<String, String> {
+    if !reference.starts_with("src/bin/") {
+        return Ok(text.replace("crate::", "ladder::"));
+    }
+    let mut lines: Vec<&str> = text.lines().collect();
+    let declared: Vec<String> = modules.iter().map(|m| format!("mod {m};")).collect();
+    for (module, declaration) in modules.iter().zip(&declared) {
+        let import = format!("use ladder::{module};");
+        let at: Vec<usize> = (0..lines.len()).filter(|&i| lines[i] == import).collect();
+        let [i] = at[..] else {
+            return Err(format!(
+                "the exercise compiles its own copy of `ladder::{module}`, so {reference} \
+                 must import it on a line of its own, exactly once: `{import}` (found {} times)",
+                at.len()
+            ));
+        };
+        lines[i] = declaration;
+    }
+    Ok(lines.join("\n") + "\n")
 }
 
 fn assert_none(what: &str, problems: Vec<String>) {
@@ -397,12 +466,13 @@ fn binary_exists(form: &str, name: &str) -> bool {
     let file = |p: String| read(&p).is_some();
     let plain = file(format!("src/bin/{name}.rs"))
         || file(format!("src/bin/{name}/main.rs"))
-        || file(format!("exercises/src/bin/{name}.rs"));
+        || file(format!("exercises/src/bin/{name}.rs"))
+        || file(format!("exercises/src/bin/{name}/main.rs"));
     // `cargo grade ex01` names an exercise by number or by full name.
     let graded = form == "cargo grade "
-        && files("exercises/src/bin", ".rs", false)
+        && exercises()
             .iter()
-            .any(|p| stem(p).starts_with(&format!("{name}_")));
+            .any(|(skeleton, _)| exercise_name(skeleton).starts_with(&format!("{name}_")));
     plain || graded
 }
 
@@ -597,7 +667,8 @@ fn lessons_and_binaries_link_both_ways() {
 }
 
 /// Every binary a command names in README.md, lessons/, slides/ or exercises/
-/// exists (`src/bin/X.rs`, `src/bin/X/main.rs` or `exercises/src/bin/X.rs`).
+/// exists (`src/bin/X.rs`, `src/bin/X/main.rs`, `exercises/src/bin/X.rs` or
+/// `exercises/src/bin/X/main.rs`).
 #[test]
 fn commands_name_existing_binaries() {
     let mut texts = vec!["README.md".to_string()];
@@ -691,10 +762,15 @@ fn skeletons_match_their_reference() {
     let bless = std::env::var_os("BLESS").is_some_and(|v| v != "0");
     let mut problems = Vec::new();
     for (skeleton, reference) in exercises() {
-        let (r, s) = (
-            read(&reference).unwrap_or_default(),
-            read(&skeleton).unwrap_or_default(),
-        );
+        let s = read(&skeleton).unwrap_or_default();
+        let text = read(&reference).unwrap_or_default();
+        let r = match reference_as_skeleton(&reference, &text, &module_copies(&skeleton)) {
+            Ok(r) => r,
+            Err(why) => {
+                problems.push(format!("{skeleton} vs {reference}: {why}"));
+                continue;
+            }
+        };
         if let Some(why) = skeleton_drift(&r, &s) {
             if bless {
                 std::fs::write(
@@ -926,4 +1002,32 @@ fn rebuilt_skeleton_keeps_holes_and_takes_the_rest() {
         "// new header\n// ANCHOR: h\nfn h() { todo!(\"ex\") }\n// ANCHOR_END: h\nfn tail() {}\n"
     );
     assert_eq!(skeleton_drift(reference, &rebuilt), None);
+}
+
+#[test]
+fn a_module_exercise_declares_its_two_differences() {
+    // main.rs: the lesson with its import of the module read as `mod`.
+    let lesson = "//! Lesson\nuse ladder::cli;\nuse ladder::wsgi;\nfn main() {}\n";
+    let modules = ["wsgi".to_string()];
+    assert_eq!(
+        reference_as_skeleton("src/bin/lesson06_wsgi.rs", lesson, &modules).unwrap(),
+        "//! Lesson\nuse ladder::cli;\nmod wsgi;\nfn main() {}\n"
+    );
+    // Nothing else may differ, and the import must be there, once.
+    let grouped = lesson.replace("use ladder::cli;\nuse ladder::wsgi;", "use ladder::{cli, wsgi};");
+    has(
+        &reference_as_skeleton("src/bin/lesson06_wsgi.rs", &grouped, &modules).unwrap_err(),
+        "exactly once: `use ladder::wsgi;` (found 0 times)",
+    );
+    assert_eq!(
+        reference_as_skeleton("src/bin/lesson05_epoll.rs", lesson, &[]).unwrap(),
+        lesson
+    );
+    // The module copy: the library's own paths, as the binary names them.
+    let module = "use crate::cgi;\n// ANCHOR: h\nfn h() {\n    crate::x()\n}\n// ANCHOR_END: h\n";
+    let copy = reference_as_skeleton("src/wsgi.rs", module, &[]).unwrap();
+    assert_eq!(copy, module.replace("crate::", "ladder::"));
+    let skeleton = copy.replace("ladder::x()", "todo!(\"ex\")");
+    assert_eq!(skeleton_drift(&copy, &skeleton), None);
+    assert!(skeleton_drift(module, &skeleton).is_some(), "crate:: is not ladder::");
 }

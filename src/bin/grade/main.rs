@@ -27,6 +27,7 @@ mod ex02_hello;
 mod ex03_cgi;
 mod ex04_http_server;
 mod ex05_epoll;
+mod ex06_wsgi;
 
 use std::fs;
 use std::io::Write;
@@ -44,6 +45,7 @@ const EXERCISES: &[Exercise] = &[
     ex03_cgi::EXERCISE,
     ex04_http_server::EXERCISE,
     ex05_epoll::EXERCISE,
+    ex06_wsgi::EXERCISE,
     demo_concurrency::EXERCISE,
 ];
 
@@ -126,6 +128,11 @@ fn main() -> ExitCode {
     let start_hint = match &args.bin {
         Some(path) => format!("{} --port {}", path.display(), exercise.port),
         None => format!("cargo ex {} -- --port {}", exercise.name, exercise.port),
+    };
+    // ex06 serves an app from its fixtures: the server needs them named.
+    let start_hint = match exercise.name == ex06_wsgi::EXERCISE.name {
+        true => start_hint + &ex06_wsgi::shown_args(),
+        false => start_hint,
     };
     let built = match &args.bin {
         Some(path) if path.is_file() => Ok(path.clone()),

@@ -1,0 +1,174 @@
+//! Build script: the ex06 decoys, each lesson 06 compiled against a copy of
+//! `src/wsgi.rs` with ONE flaw.
+//!
+//! The ex06 exercise is the library module `ladder::wsgi`, so a decoy for it
+//! is a gateway with a mistake in it, run by the unchanged lesson. Writing
+//! such gateways by hand would make copies that drift; instead this script
+//! copies the module at build time and makes exactly the edits of one
+//! `Flaw`, each of which must match the source exactly once (a change to
+//! `src/wsgi.rs` that moves one fails this build and says which). The copy
+//! is the student's skeleton minus the holes: `crate::` reads `ladder::`,
+//! and the lesson's `use ladder::wsgi;` becomes the module.
+//!
+//! Output, for each flaw NAME: `$OUT_DIR/lesson06_NAME.rs`, which
+//! `src/bin/decoy_wsgi_NAME.rs` (or `control_wsgi.rs`) includes.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// A flawed gateway: its name, and the edits (text, replacement) that make
+/// the flaw.
+struct Flaw {
+    name: &'static str,
+    edits: &'static [(&'static str, &'static str)],
+}
+
+const FLAWS: &[Flaw] = &[
+    // The control: the module as it is.
+    Flaw {
+        name: "control",
+        edits: &[],
+    },
+    // The iterable's close() is never called.
+    Flaw {
+        name: "no_close",
+        edits: &[(
+            "        if body.hasattr(\"close\").unwrap_or(false) {\n            \
+             trace!(\"wsgi: close()\");\n            \
+             if let Err(err) = body.call_method0(\"close\") {\n                \
+             out.note(describe(py, \"close() raised\", Some(&err)), Some((py, &err)));\n            \
+             }\n        }\n",
+            "        // (flaw: close() is never called)\n",
+        )],
+    },
+    // close() only after a response that completed without a problem.
+    Flaw {
+        name: "close_when_complete",
+        edits: &[(
+            "        if body.hasattr(\"close\").unwrap_or(false) {\n",
+            "        let completed = out.served.ending == Ending::Complete && out.served.problem.is_none();\n        \
+             if completed && body.hasattr(\"close\").unwrap_or(false) {\n",
+        )],
+    },
+    // Native strings decoded as UTF-8 instead of latin-1.
+    Flaw {
+        name: "utf8_path",
+        edits: &[(
+            "environ.set_item(name, latin1(py, value.as_encoded_bytes()))?;",
+            "environ.set_item(name, String::from_utf8_lossy(value.as_encoded_bytes()).into_owned())?;",
+        )],
+    },
+    // Headers whose name holds `_` are not dropped: `X_Auth_User` becomes
+    // HTTP_X_AUTH_USER, over the real `X-Auth-User`.
+    Flaw {
+        name: "underscore_spoof",
+        edits: &[(
+            "        environ.set_item(\"wsgi.version\", (1, 0))?;\n",
+            "        for header in request.headers.iter().filter(|h| h.name.contains('_')) {\n            \
+             let key = format!(\"HTTP_{}\", header.name.to_ascii_uppercase());\n            \
+             environ.set_item(key, latin1(py, &header.value))?;\n        }\n        \
+             environ.set_item(\"wsgi.version\", (1, 0))?;\n",
+        )],
+    },
+    // The head goes out as soon as the app returns (when it has called
+    // start_response by then), before the first body byte.
+    Flaw {
+        name: "eager_head",
+        edits: &[(
+            "        // A list of bytes is a body whose length is known before the head\n",
+            "        if lock(&self.head).started.is_some()\n            \
+             && self.start(py, Body::Stream { len: None }).is_break()\n        {\n            \
+             return;\n        }\n        \
+             // A list of bytes is a body whose length is known before the head\n",
+        )],
+    },
+    // exc_info after the head: the new status is taken silently, nothing
+    // is re-raised.
+    Flaw {
+        name: "exc_info_never_reraises",
+        edits: &[(
+            "Some(exc_info) if head.committed => {",
+            "Some(exc_info) if head.committed && exc_info.is_none() => {",
+        )],
+    },
+    // The app's Content-Length is announced but not kept: what is more is
+    // sent on.
+    Flaw {
+        name: "length_unenforced",
+        edits: &[(
+            "            let room = self\n                \
+             .content_length\n                \
+             .map_or(u64::MAX, |len| len - self.served.bytes);\n",
+            "            let room = u64::MAX;\n",
+        )],
+    },
+];
+
+fn main() {
+    let root = Path::new(&env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("..");
+    let module_path = root.join("src/wsgi.rs");
+    let lesson_path = root.join("src/bin/lesson06_wsgi.rs");
+    println!("cargo:rerun-if-changed={}", module_path.display());
+    println!("cargo:rerun-if-changed={}", lesson_path.display());
+    println!("cargo:rerun-if-changed=build.rs");
+    // The rpath to the libpython pyo3 links, as the lessons have (../build.rs).
+    pyo3_build_config::add_libpython_rpath_link_args();
+
+    let module = read(&module_path).replace("crate::", "ladder::");
+    let lesson = read(&lesson_path);
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets it"));
+    for flaw in FLAWS {
+        let mut flawed = module.clone();
+        for (text, replacement) in flaw.edits {
+            let found = flawed.matches(text).count();
+            assert!(
+                found == 1,
+                "decoy {}: its edit must match src/wsgi.rs exactly once, found {found} times: {text:?}",
+                flaw.name
+            );
+            flawed = flawed.replacen(text, replacement, 1);
+        }
+        let module_file = out.join(format!("wsgi_{}.rs", flaw.name));
+        write(&module_file, &includable(&flawed));
+        let import = format!(
+            "#[allow(dead_code)]\nmod wsgi {{\n    include!({:?});\n}}",
+            module_file.display().to_string()
+        );
+        let lines: Vec<&str> = lesson.lines().collect();
+        let at: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i] == "use ladder::wsgi;")
+            .collect();
+        assert!(
+            at.len() == 1,
+            "src/bin/lesson06_wsgi.rs must import the gateway once, on a line of its own: `use ladder::wsgi;`"
+        );
+        let main = lesson.replacen("\nuse ladder::wsgi;\n", &format!("\n{import}\n"), 1);
+        write(
+            &out.join(format!("lesson06_{}.rs", flaw.name)),
+            &includable(&main),
+        );
+    }
+}
+
+/// `include!` takes items, not a file's inner doc comment or attributes:
+/// the `//!` header becomes plain comments.
+fn includable(source: &str) -> String {
+    source
+        .lines()
+        .map(|line| match line.strip_prefix("//!") {
+            Some(rest) => format!("//{rest}"),
+            None => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+fn write(path: &Path, text: &str) {
+    fs::write(path, text).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
