@@ -126,7 +126,7 @@ fn mask_after(line: &mut String, marker: &str, keep: impl Fn(char) -> bool, mask
         let end = line[start..]
             .find(|c: char| !keep(c))
             .map_or(line.len(), |e| start + e);
-        if &line[start..end] != SHOWN_PORT.to_string() && end > start {
+        if line[start..end] != SHOWN_PORT.to_string() && end > start {
             line.replace_range(start..end, mask);
         }
         from = start;
@@ -196,7 +196,10 @@ fn environ_edges_transcript() {
     );
     let two = "X-Auth-User: ada\r\nX_Auth_User: eve\r\n";
     let auth = grep(curl_request(&server, "GET", "/", two, ""), "AUTH");
-    assert_eq!(auth, "HTTP_X_AUTH_USER = 'ada'\n", "the underscore header is dropped");
+    assert_eq!(
+        auth, "HTTP_X_AUTH_USER = 'ada'\n",
+        "the underscore header is dropped"
+    );
     snapshot("06-environ-edges", &format!("{path}{auth}"));
 }
 
@@ -319,7 +322,10 @@ fn flask_login_transcript() {
     assert_eq!(login.status, 302, "{}", login.head);
     let cookie = session_cookie(&login);
     let cookie_line = format!("Cookie: session={cookie}\r\n");
-    let page = fetch(&server, &curl_request(&server, "GET", "/", &cookie_line, ""));
+    let page = fetch(
+        &server,
+        &curl_request(&server, "GET", "/", &cookie_line, ""),
+    );
     assert_eq!(page.status, 200);
     let page = String::from_utf8_lossy(&page.body).into_owned();
     assert!(page.contains("Hello, ada!"), "{page}");

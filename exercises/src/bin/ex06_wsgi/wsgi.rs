@@ -182,7 +182,7 @@ impl Gateway {
                 thread_label(),
                 gil_wait.as_secs_f64() * 1000.0
             );
-        // ANCHOR_END: gil_wait
+            // ANCHOR_END: gil_wait
             let mut out = Outgoing {
                 sink,
                 head: Arc::new(Mutex::new(Head::default())),
