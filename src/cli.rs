@@ -22,7 +22,7 @@ use std::str::FromStr;
 #[derive(clap::Args, Debug, Clone)]
 pub struct ListenArgs<const RUNG: u16> {
     /// Address to listen on (0.0.0.0 accepts connections from other machines); gunicorn's
-    /// HOST:PORT or [V6]:PORT sets the port too, over --port
+    /// `HOST:PORT` or `[V6]:PORT` sets the port too, over --port
     #[arg(long, short = 'b', value_name = "ADDR", default_value_t = Bind::LOCALHOST)]
     pub bind: Bind,
 

@@ -24,12 +24,30 @@ const BINARIES: &[(&str, &str)] = &[
         env!("CARGO_BIN_EXE_lesson04_http_server"),
     ),
     ("lesson05_epoll", env!("CARGO_BIN_EXE_lesson05_epoll")),
+    #[cfg(feature = "python")]
+    ("lesson06_wsgi", env!("CARGO_BIN_EXE_lesson06_wsgi")),
     ("grade", env!("CARGO_BIN_EXE_grade")),
     ("loadgen", env!("CARGO_BIN_EXE_loadgen")),
 ];
 
 /// Binaries that do not take `--help` (yet), with the reason. Keep it short.
+#[cfg(feature = "python")]
 const NO_HELP: &[(&str, &str)] = &[];
+#[cfg(not(feature = "python"))]
+const NO_HELP: &[(&str, &str)] = &[("lesson06_wsgi", "needs the python feature")];
+
+/// What a rung needs on its command line besides the port: rung 6 serves
+/// an app, and without one it would stop at the missing argument.
+fn required_args(name: &str) -> &'static [&'static str] {
+    match name {
+        "lesson06_wsgi" => &[
+            "--chdir",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/apps"),
+            "hello:app",
+        ],
+        _ => &[],
+    }
+}
 
 /// `--help` exits 0 and prints a usage line; the text is snapshotted.
 #[test]
@@ -86,7 +104,11 @@ fn a_taken_port_gets_the_same_advice_on_every_rung() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     for (name, path) in BINARIES.iter().filter(|(n, _)| n.starts_with("lesson")) {
-        let output = Command::new(path).args(["--port", &port]).output().unwrap();
+        let output = Command::new(path)
+            .args(["--port", &port])
+            .args(required_args(name))
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
         let want = format!("binding 127.0.0.1:{port}: Address already in use");

@@ -663,13 +663,11 @@ fn venv_with(package: &str, unchecked: &str) -> Option<PathBuf> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has {
-        common::skipped(
-            &format!(
-                "{package} (in {}; run scripts/python-env.sh)",
-                venv.display()
-            ),
-            unchecked,
+        let unchecked = format!(
+            "{unchecked} (scripts/python-env.sh installs it in {})",
+            venv.display()
         );
+        common::skipped(package, &unchecked);
         return None;
     }
     Some(venv)
