@@ -40,6 +40,7 @@ use ladder::event_loop::{Answer, BodySender, Client, Config, EventLoop, Handler,
 use ladder::http::{Body, Limits, Request, Response, ServerInfo};
 use ladder::http_connection::Settings;
 use ladder::pool::ThreadPool;
+use ladder::python::Interpreter;
 use ladder::readiness::Backend;
 use ladder::wsgi::{self, Call, Gateway, ResponseSink, Served};
 use ladder::{cli, log, python, shutdown, trace};
@@ -120,6 +121,7 @@ struct Args {
     keep_alive: u64,
 }
 
+// ANCHOR: run
 /// Start the loop and Python, serve until SIGINT or SIGTERM, then stop in
 /// the order that lets Python finish properly.
 fn run(args: Args) -> io::Result<ExitCode> {
@@ -129,7 +131,37 @@ fn run(args: Args) -> io::Result<ExitCode> {
     let remote = server.remote();
     shutdown::on_termination(move |_| remote.stop())?;
 
-    // ANCHOR: startup
+    let Some((interpreter, gateway)) = start_python(&args)? else {
+        return Ok(ExitCode::from(python::EXIT_LOAD_FAILED as u8));
+    };
+    let mut handoff = Handoff {
+        gateway: Arc::new(gateway),
+        pool: ThreadPool::new(usize::from(args.threads))?,
+        remote: server.remote(),
+        local: server.local_addr()?,
+        timeout: server_timeout(&args),
+    };
+    cli::announce("http", server.local_addr()?)?;
+    server.run(&mut handoff)?;
+
+    // Shutdown. The loop has stopped; dropping it closes every connection,
+    // so an app still streaming hears "client gone" and is closed. Then the
+    // pool finishes what it holds, the app goes, and Python runs its
+    // `atexit` handlers, on this thread, which started it.
+    drop(server);
+    trace!("shutdown: waiting for the python threads");
+    let Handoff { gateway, pool, .. } = handoff;
+    drop(pool);
+    Python::attach(|_| drop(gateway));
+    interpreter.finalize()?;
+    Ok(ExitCode::SUCCESS)
+}
+// ANCHOR_END: run
+
+// ANCHOR: start_python
+/// Start Python on this thread (which must also stop it) and load the app;
+/// `None` once the reason it cannot be loaded is on stderr.
+fn start_python(args: &Args) -> io::Result<Option<(Interpreter, Gateway)>> {
     // `--python` is relative to where we were started, the app to `--chdir`.
     let python = args
         .python
@@ -152,40 +184,18 @@ fn run(args: Args) -> io::Result<ExitCode> {
         Ok(app) => app,
         Err(err) => {
             err.report("lesson06");
-            return Ok(ExitCode::from(python::EXIT_LOAD_FAILED as u8));
+            return Ok(None); // dropping `interpreter` finalizes it
         }
     };
-    // ANCHOR_END: startup
     let settings = wsgi::Settings {
         script_name: args.script_name.clone(),
         multithread: args.threads > 1,
         log_tag: "lesson06",
         ..wsgi::Settings::default()
     };
-    let mut handoff = Handoff {
-        gateway: Arc::new(Gateway::new(app, settings)?),
-        pool: ThreadPool::new(usize::from(args.threads))?,
-        remote: server.remote(),
-        local: server.local_addr()?,
-        timeout: server_timeout(&args),
-    };
-    cli::announce("http", server.local_addr()?)?;
-    server.run(&mut handoff)?;
-
-    // ANCHOR: shutdown
-    // Shutdown. The loop has stopped; dropping it closes every connection,
-    // so an app still streaming hears "client gone" and is closed. Then the
-    // pool finishes what it holds, the app goes, and Python runs its
-    // `atexit` handlers, on this thread, which started it.
-    drop(server);
-    trace!("shutdown: waiting for the python threads");
-    let Handoff { gateway, pool, .. } = handoff;
-    drop(pool);
-    Python::attach(|_| drop(gateway));
-    interpreter.finalize()?;
-    // ANCHOR_END: shutdown
-    Ok(ExitCode::SUCCESS)
+    Ok(Some((interpreter, Gateway::new(app, settings)?)))
 }
+// ANCHOR_END: start_python
 
 /// Rung 5's loop, with rung 6's limits: the body limit, the timeouts, and
 /// `--timeout` for answers that come from the Python threads.
