@@ -83,6 +83,7 @@ pub struct Interpreter {
     finalized: bool,
 }
 
+// ANCHOR: program
 /// The program Python is told it is: it decides `sys.prefix`, and so the
 /// site-packages an app can import from.
 ///
@@ -120,6 +121,7 @@ pub fn program(chosen: Option<&Path>) -> io::Result<Option<PathBuf>> {
     // resolving it would lose the venv.
     Ok(Some(std::path::absolute(executable)?))
 }
+// ANCHOR_END: program
 
 /// A venv made by another Python version keeps its packages in
 /// `lib/python3.Y/site-packages`, where this interpreter never looks: say
@@ -187,6 +189,7 @@ pub fn initialize(config: &Config) -> io::Result<Interpreter> {
         .collect::<Result<_, _>>()?;
     let mut argv_ptrs: Vec<*const std::ffi::c_char> = argv_c.iter().map(|a| a.as_ptr()).collect();
 
+    // ANCHOR: py_config
     let mut py_config = MaybeUninit::<ffi::PyConfig>::uninit();
     let py_config = py_config.as_mut_ptr();
     // SAFETY: PyConfig_InitPythonConfig fills in every field of the struct
@@ -220,16 +223,19 @@ pub fn initialize(config: &Config) -> io::Result<Interpreter> {
         ffi::PyConfig_Clear(py_config);
         status
     };
+    // ANCHOR_END: py_config
     // SAFETY: PyStatus_Exception only reads the status struct returned above.
     if unsafe { ffi::PyStatus_Exception(status) } != 0 {
         return Err(io::Error::other(status_message(&status)));
     }
+    // ANCHOR: release_gil
     // After start-up this thread holds the GIL. Let go of it, or no other
     // thread could ever run Python; `finalize` takes it back.
     // SAFETY: the interpreter was just initialised by this thread, which
     // holds the GIL; PyEval_SaveThread releases it and returns this
     // thread's state, which stays valid until PyEval_RestoreThread.
     let main_thread = unsafe { ffi::PyEval_SaveThread() };
+    // ANCHOR_END: release_gil
     let interpreter = Interpreter {
         main_thread,
         finalized: false,
@@ -271,6 +277,7 @@ fn prepare(py: Python<'_>, config: &Config) -> PyResult<()> {
     // Importing `threading` here marks this thread as Python's main thread,
     // which `Py_FinalizeEx` expects to finalize from.
     py.import("threading")?;
+    // ANCHOR: sigint
     // `install_signal_handlers = 0` is not the whole story: the first
     // `import signal` (by the app, by `subprocess`, ...) still catches SIGINT
     // for `KeyboardInterrupt` if its action is the default. So import it now,
@@ -282,6 +289,7 @@ fn prepare(py: Python<'_>, config: &Config) -> PyResult<()> {
     if current.is(&signal.getattr("default_int_handler")?) {
         signal.call_method1("signal", (&sigint, signal.getattr("SIG_DFL")?))?;
     }
+    // ANCHOR_END: sigint
     trace!(
         "python: {} at {} (sys.prefix {})",
         sys.getattr("version")?
@@ -304,6 +312,7 @@ impl Interpreter {
         self.stop()
     }
 
+    // ANCHOR: finalize
     fn stop(&mut self) -> io::Result<()> {
         if self.finalized {
             return Ok(());
@@ -326,6 +335,7 @@ impl Interpreter {
         }
         Ok(())
     }
+    // ANCHOR_END: finalize
 }
 
 impl Drop for Interpreter {

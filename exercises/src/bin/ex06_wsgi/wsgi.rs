@@ -45,6 +45,7 @@ use ladder::connection::Connection;
 use ladder::http::{self, Body, Plan, Request};
 use ladder::{python, trace};
 
+// ANCHOR: sink
 /// Where a WSGI response goes: the blocking [`Connection`] (rung 7's sync
 /// worker, the tests) or rung 6's event loop. The gateway calls `start` once,
 /// then `chunk` any number of times, then `end` once; after a sink returns
@@ -64,6 +65,7 @@ pub trait ResponseSink {
     /// connection, so the client cannot take a truncated body for a whole one.
     fn end(&mut self, complete: bool) -> io::Result<()>;
 }
+// ANCHOR_END: sink
 
 /// What the server knows beyond the request, fixed at start-up.
 #[derive(Debug, Clone)]
@@ -99,6 +101,7 @@ impl Default for Settings {
     }
 }
 
+// ANCHOR: call
 /// One request as the server read it: the head, the whole body (the
 /// server buffers it before the app runs), and the connection's two ends.
 #[derive(Debug, Clone, Copy)]
@@ -108,6 +111,7 @@ pub struct Call<'a> {
     pub peer: SocketAddr,
     pub local: SocketAddr,
 }
+// ANCHOR_END: call
 
 /// How one call went, for the access log and the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +171,7 @@ impl Gateway {
     /// app does: every failure becomes a 500 page or an aborted connection,
     /// and a line in the log.
     pub fn call<S: ResponseSink + Send>(&self, call: &Call<'_>, sink: &mut S) -> Served {
+        // ANCHOR: gil_wait
         // Only one thread at a time runs Python: this waits for the GIL,
         // and the wait is what rung 6 measures when the app is CPU-bound.
         let asked = Instant::now();
@@ -177,6 +182,7 @@ impl Gateway {
                 thread_label(),
                 gil_wait.as_secs_f64() * 1000.0
             );
+            // ANCHOR_END: gil_wait
             let mut out = Outgoing {
                 sink,
                 head: Arc::new(Mutex::new(Head::default())),
@@ -566,6 +572,7 @@ impl<S: ResponseSink + Send> Outgoing<'_, S> {
         self.end(py, true)
     }
 
+    // ANCHOR: send
     /// Send `data` (after any bytes the app gave `write()`), starting the
     /// response with the first of them: PEP 3333, "the server or gateway
     /// must not transmit the HTTP headers until there is an actual body
@@ -604,6 +611,7 @@ impl<S: ResponseSink + Send> Outgoing<'_, S> {
         }
         ControlFlow::Continue(())
     }
+    // ANCHOR_END: send
 
     /// Hand the head to the sink, with the status and headers of the last
     /// `start_response`, and the app's Content-Length if it gave one.
@@ -657,6 +665,7 @@ impl<S: ResponseSink + Send> Outgoing<'_, S> {
         }
     }
 
+    // ANCHOR: fail
     /// Something went wrong: log it; answer 500 if nothing was sent yet
     /// (the traceback stays in the log: it is no business of the client's),
     /// else abort the response already under way.
@@ -676,6 +685,7 @@ impl<S: ResponseSink + Send> Outgoing<'_, S> {
             let _ = self.client_gone(err);
         }
     }
+    // ANCHOR_END: fail
 
     /// Log a problem, then the traceback of the exception behind it if
     /// any, and remember the first problem for [`Served::problem`].
@@ -699,6 +709,7 @@ impl<S: ResponseSink + Send> Outgoing<'_, S> {
         !self.call.request.is_head() && !matches!(self.served.status, 204 | 304)
     }
 
+    // ANCHOR: real_file
     /// The file inside a `wsgi.file_wrapper`, if it is a real file read
     /// from its start, and how much of it to send.
     fn real_file(&self, body: &Bound<'_, PyAny>) -> Option<(std::fs::File, u64)> {
@@ -718,6 +729,7 @@ impl<S: ResponseSink + Send> Outgoing<'_, S> {
             Some(_) => None, // longer than the file: the loop will abort
         }
     }
+    // ANCHOR_END: real_file
 }
 
 /// The total length of a body that is a list or tuple of bytes.
