@@ -1007,7 +1007,13 @@ fn hole_list_problems(
 fn exercise_readmes_list_their_holes() {
     let mut problems = Vec::new();
     for (skeleton, reference) in exercises() {
-        let readme_path = format!("exercises/{}/README.md", stem(&skeleton));
+        let skeleton_text = read(&skeleton).unwrap_or_default();
+        // A directory exercise (ex06) has its holes in one of its files:
+        // the README lists those; a file without holes has nothing to list.
+        if skeleton.ends_with("/main.rs") && !skeleton_text.contains("TODO(ex") {
+            continue;
+        }
+        let readme_path = format!("exercises/{}/README.md", exercise_name(&skeleton));
         let Some(readme) = read(&readme_path) else {
             problems.push(format!("{readme_path} does not exist"));
             continue;
@@ -1016,7 +1022,7 @@ fn exercise_readmes_list_their_holes() {
             &readme_path,
             &readme,
             &skeleton,
-            &read(&skeleton).unwrap_or_default(),
+            &skeleton_text,
             &read(&reference).unwrap_or_default(),
         ));
     }

@@ -121,6 +121,7 @@ struct Args {
     keep_alive: u64,
 }
 
+// ANCHOR: run
 /// Start the loop and Python, serve until SIGINT or SIGTERM, then stop in
 /// the order that lets Python finish properly.
 fn run(args: Args) -> io::Result<ExitCode> {
@@ -155,7 +156,9 @@ fn run(args: Args) -> io::Result<ExitCode> {
     interpreter.finalize()?;
     Ok(ExitCode::SUCCESS)
 }
+// ANCHOR_END: run
 
+// ANCHOR: start_python
 /// Start Python on this thread (which must also stop it) and load the app;
 /// `None` once the reason it cannot be loaded is on stderr.
 fn start_python(args: &Args) -> io::Result<Option<(Interpreter, wsgi::Gateway)>> {
@@ -192,6 +195,7 @@ fn start_python(args: &Args) -> io::Result<Option<(Interpreter, wsgi::Gateway)>>
     };
     Ok(Some((interpreter, wsgi::Gateway::new(app, settings)?)))
 }
+// ANCHOR_END: start_python
 
 /// Rung 5's loop, with rung 6's limits: the body limit, the timeouts, and
 /// `--timeout` for answers that come from the Python threads.
@@ -244,6 +248,7 @@ struct Job {
 }
 
 impl Handler for Handoff {
+    // ANCHOR: handle
     /// A complete request (its body read whole by the loop, so a slow upload
     /// never holds a Python thread): queue it for the pool, answer `Later`.
     /// The connection waits, reading nothing more, until `answer` delivers.
@@ -268,8 +273,10 @@ impl Handler for Handoff {
             Err(err) => Answer::Now(Response::error(503, &err.to_string())),
         }
     }
+    // ANCHOR_END: handle
 }
 
+// ANCHOR: answer
 /// On a Python thread: call the app through the gateway, which takes the
 /// GIL, and hand what it answers to the loop through `LoopSink`. Then the
 /// access line, written now that the body has ended and its size is known.
@@ -311,7 +318,9 @@ fn answer(job: Job) {
     );
     log_served(&job, &served);
 }
+// ANCHOR_END: answer
 
+// ANCHOR: loop_sink
 /// Rung 6's `ResponseSink`: the gateway calls it on a Python thread (without
 /// the GIL), and it hands each part of the response to the loop's thread,
 /// which alone writes to sockets.
@@ -335,6 +344,7 @@ impl wsgi::ResponseSink for LoopSink {
         Ok(())
     }
 
+    // ANCHOR: backpressure
     /// One chunk of the app's iterable. `send` blocks while the loop holds
     /// enough unsent pieces (backpressure: a 1 GB generator never sits in
     /// memory); `Err` means the client is gone, and the gateway then stops
@@ -345,6 +355,7 @@ impl wsgi::ResponseSink for LoopSink {
             None => Err(io::Error::other("a body chunk before a streamed head")),
         }
     }
+    // ANCHOR_END: backpressure
 
     /// Complete: the last piece goes. Broken (the app failed mid-stream, or
     /// sent less than its Content-Length): the sender is dropped unfinished,
@@ -357,6 +368,7 @@ impl wsgi::ResponseSink for LoopSink {
         }
     }
 }
+// ANCHOR_END: loop_sink
 
 /// The access line, in `http.server`'s format, from what the gateway says
 /// it sent; for an answer the loop had given up on (`--timeout`), a line
