@@ -51,7 +51,7 @@ const BUF_SIZE: usize = 4096;
     after_help = "Examples:\n  \
         cargo run --bin lesson01_echo\n  \
         cargo run --bin lesson01_echo -- --trace --port 9001\n  \
-        nc 127.0.0.1 8001            (type a line, see it echoed; Ctrl-D to leave)\n  \
+        nc -N 127.0.0.1 8001         (type a line, see it echoed; Ctrl-D to leave)\n  \
         lsof -iTCP -sTCP:LISTEN -P   (see the listening socket)"
 )]
 struct Args {
