@@ -400,11 +400,14 @@ fn idle_without_spinning(ctx: &mut Ctx) -> Result<(), Failure> {
     thread::sleep(Duration::from_secs(1));
     let used = cpu_ticks(ctx, pid)? - before;
     // USER_HZ is 100 on Linux: 100 ticks per CPU-second. A sleeping loop
-    // uses about 0; a spinning one about 100. Half is a generous line.
-    let limit = started.elapsed().as_secs_f64() * 100.0 * 0.5;
+    // uses about 0; a spinning one about 100 on an idle machine, but on a
+    // busy one (a CI run grading several servers at once on two cores) it
+    // may get a third of a core or less. A sixth is far above an idle loop
+    // and far below any spinner that is scheduled at all.
+    let limit = started.elapsed().as_secs_f64() * 100.0 * 0.15;
     ctx.ensure(
         (used as f64) < limit,
-        "well under half a CPU while nothing happens",
+        "well under a sixth of a CPU while nothing happens",
     )
     .map_err(|f| {
         f.detail(format!(
