@@ -453,6 +453,11 @@ fn ex05_try_lines_work_against_lesson05() {
 }
 
 #[test]
+fn ex06_try_lines_work_against_lesson06() {
+    check_exercise("ex06_wsgi", 8006, env!("CARGO_BIN_EXE_lesson06_wsgi"));
+}
+
+#[test]
 fn the_lint_catches_what_the_issue_found() {
     let attempt = |command: &str| Attempt {
         stage: "s".into(),

@@ -49,13 +49,24 @@ impl Launch {
 /// Where hole `anchor` of `exercise` is: `exercises/src/bin/ex01_echo.rs:108`
 /// (the line after its `// ANCHOR:` line), relative to the current directory.
 pub fn hole_at(exercise: &Exercise, anchor: &str) -> String {
-    let file = fixtures::repo()
-        .join("exercises/src/bin")
-        .join(format!("{}.rs", exercise.name));
+    let bin = fixtures::repo().join("exercises/src/bin");
     let marker = format!("// ANCHOR: {anchor}");
-    let line = fs::read_to_string(&file)
-        .ok()
-        .and_then(|text| text.lines().position(|l| l.trim() == marker).map(|i| i + 2));
+    let find = |file: &std::path::Path| {
+        fs::read_to_string(file)
+            .ok()
+            .and_then(|text| text.lines().position(|l| l.trim() == marker).map(|i| i + 2))
+    };
+    // An exercise is one file, or a directory (ex06: the lesson's `main.rs`
+    // and the student's copy of a library module, where the holes are).
+    let single = bin.join(format!("{}.rs", exercise.name));
+    let in_dir = fs::read_dir(bin.join(exercise.name))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| find(path).is_some());
+    let file = in_dir.unwrap_or(single);
+    let line = find(&file);
     let shown = fixtures::shown(&file.display().to_string());
     match line {
         Some(line) => format!("{shown}:{line}"),
