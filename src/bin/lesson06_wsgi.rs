@@ -135,7 +135,8 @@ fn run(args: Args) -> io::Result<ExitCode> {
     };
     let mut handoff = Handoff {
         gateway: Arc::new(gateway),
-        pool: ThreadPool::new(usize::from(args.threads))?,
+        // Each Python thread attaches to the interpreter once, for its life.
+        pool: ThreadPool::with_setup(usize::from(args.threads), python::keep_thread_state)?,
         remote: server.remote(),
         local: server.local_addr()?,
         timeout: server_timeout(&args),
