@@ -54,7 +54,8 @@ pub trait ResponseSink {
     /// ended empty). The body is `Body::Stream { len }`, `len` being the
     /// app's Content-Length if it gave one; `Body::File` for a
     /// `wsgi.file_wrapper` around a real file (send it yourself, sendfile);
-    /// `Body::Bytes` for the gateway's own 500 page (complete as it is).
+    /// `Body::Bytes` for a body complete as it is (the gateway's own 500
+    /// page, or an app's body whole in its first piece): no `chunk` follows.
     fn start(&mut self, response: http::Response) -> io::Result<()>;
     /// One body chunk; may block (backpressure). `Err`: the client is gone;
     /// the gateway stops iterating and calls `close()`.
@@ -627,6 +628,14 @@ impl<S: ResponseSink + Send> Outgoing<'_, S> {
             }
             if !self.sent_head {
                 let len = known.map(|n| n + written.len() as u64);
+                // The whole body in its first piece (a list of one bytes, a
+                // chunk as long as the Content-Length): the head and the body
+                // go to the sink as one response, written in one go.
+                if self.is_whole(piece, len) {
+                    self.start(py, Body::Bytes(piece.to_vec()))?;
+                    self.served.bytes = piece.len() as u64;
+                    continue;
+                }
                 self.start(py, Body::Stream { len })?;
             }
             // Never more than the Content-Length the head announced.
@@ -674,7 +683,8 @@ impl<S: ResponseSink + Send> Outgoing<'_, S> {
         self.content_length = match &body {
             Body::Stream { len } => *len,
             Body::File { len, .. } => Some(*len),
-            _ => None,
+            Body::Bytes(bytes) => Some(bytes.len() as u64),
+            Body::Empty => None,
         };
         let mut response = http::Response::new(started.status).body(body);
         response.reason = Some(started.reason);
@@ -739,6 +749,19 @@ impl<S: ResponseSink + Send> Outgoing<'_, S> {
             .problem
             .get_or_insert(format!("the client is gone: {err}"));
         ControlFlow::Break(())
+    }
+
+    /// Is `piece`, the first of the body, all of it? When the length is
+    /// known (the app's Content-Length, or else `known`) and matches, for a
+    /// response that carries a body at all.
+    fn is_whole(&self, piece: &[u8], known: Option<u64>) -> bool {
+        let head = lock(&self.head);
+        let Some(started) = &head.started else {
+            return false; // no start_response: `start` says so
+        };
+        let len = started.content_length.or(known);
+        let bodiless = self.call.request.is_head() || matches!(started.status, 204 | 304);
+        len == Some(piece.len() as u64) && !bodiless
     }
 
     /// Does this response carry a body at all? Not for HEAD, 204 and 304.

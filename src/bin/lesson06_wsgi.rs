@@ -325,8 +325,9 @@ struct LoopSink {
 
 impl ResponseSink for LoopSink {
     /// The head. A streamed body (the app's iterable) gets a channel to the
-    /// loop; a file (`wsgi.file_wrapper`) or the gateway's 500 page goes
-    /// whole, and the loop sends it as the socket takes it.
+    /// loop; a body complete in memory (a list of bytes, the 500 page) or a
+    /// file (`wsgi.file_wrapper`) goes whole, in one message, and the loop
+    /// sends it as the socket takes it.
     fn start(&mut self, response: Response) -> io::Result<()> {
         if matches!(response.body, Body::Stream { .. }) {
             self.body = Some(self.remote.stream(self.ticket, response));
