@@ -37,6 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
@@ -281,7 +282,9 @@ impl Gateway {
         // completion of the current request, whether the request was
         // completed normally, or terminated early due to an application
         // error during iteration or an early disconnect of the browser."
-        if body.hasattr("close").unwrap_or(false) {
+        // (A list or a tuple, the commonest body, has none: no need to ask.)
+        let plain = body.is_exact_instance_of::<PyList>() || body.is_exact_instance_of::<PyTuple>();
+        if !plain && body.hasattr(intern!(py, "close")).unwrap_or(false) {
             trace!("wsgi: close()");
             if let Err(err) = body.call_method0("close") {
                 out.note(describe(py, "close() raised", Some(&err)), Some((py, &err)));
