@@ -28,6 +28,7 @@
 //! may run Python (rung 6: one of `--threads` pool threads); it takes the GIL
 //! itself, and lets go of it whenever the sink may block.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
@@ -143,7 +144,43 @@ pub struct Gateway {
     settings: Settings,
     /// `io.BytesIO`, which makes `wsgi.input` out of the buffered body.
     bytes_io: Py<PyAny>,
+    /// The `wsgi.*` keys no request changes, made once; every environ
+    /// starts as a copy of it (an app may change its environ, so each
+    /// request needs a dict of its own).
+    base: Py<PyDict>,
+    /// The CGI variables' names as Python strings, made once, so a request
+    /// does not make (and the dict hash) a new string for each name.
+    names: HashMap<&'static str, Py<PyString>>,
 }
+
+/// The names [`cgi::meta_variables`] gives, and the request headers most
+/// clients send; other names are made per request.
+const NAMES: [&str; 24] = [
+    "GATEWAY_INTERFACE",
+    "SERVER_SOFTWARE",
+    "SERVER_PROTOCOL",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "REMOTE_ADDR",
+    "REMOTE_HOST",
+    "AUTH_TYPE",
+    "CONTENT_LENGTH",
+    "CONTENT_TYPE",
+    "HTTP_HOST",
+    "HTTP_USER_AGENT",
+    "HTTP_ACCEPT",
+    "HTTP_ACCEPT_ENCODING",
+    "HTTP_ACCEPT_LANGUAGE",
+    "HTTP_CONNECTION",
+    "HTTP_COOKIE",
+    "HTTP_REFERER",
+    "HTTP_CACHE_CONTROL",
+    "HTTP_AUTHORIZATION",
+];
 
 impl Gateway {
     /// A gateway for `app` (from [`python::load_app`]).
@@ -152,10 +189,26 @@ impl Gateway {
         settings.script_name = settings.script_name.trim_end_matches('/').to_string();
         Python::attach(|py| {
             let bytes_io = py.import("io")?.getattr("BytesIO")?.unbind();
+            let base = PyDict::new(py);
+            base.set_item("wsgi.version", (1, 0))?;
+            base.set_item("wsgi.url_scheme", settings.url_scheme)?;
+            // An extension gunicorn and Werkzeug know: the input ends at EOF,
+            // even for a chunked request that has no Content-Length.
+            base.set_item("wsgi.input_terminated", true)?;
+            base.set_item("wsgi.multithread", settings.multithread)?;
+            base.set_item("wsgi.multiprocess", settings.multiprocess)?;
+            base.set_item("wsgi.run_once", false)?;
+            base.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+            let names = NAMES
+                .iter()
+                .map(|&name| (name, PyString::intern(py, name).unbind()))
+                .collect();
             Ok(Gateway {
                 app,
                 settings,
                 bytes_io,
+                base: base.unbind(),
+                names,
             })
         })
         .map_err(|err: PyErr| Python::attach(|py| python::as_io(py, &err)))
@@ -237,28 +290,26 @@ impl Gateway {
         let has_body = request.values("content-length").next().is_some()
             || request.values("transfer-encoding").next().is_some();
         let body_len = has_body.then_some(call.body.len() as u64);
-        let environ = PyDict::new(py);
+        // The `wsgi.*` keys that never change (see `Gateway::new`), then
+        // the CGI ones and the two streams, which are this request's own.
+        let environ = self.base.bind(py).copy()?;
         for (name, value) in
             cgi::meta_variables(request, body_len, &script, &gateway, Interface::Wsgi)
         {
-            environ.set_item(name, latin1(py, value.as_encoded_bytes()))?;
+            let value = latin1(py, value.as_encoded_bytes());
+            match self.names.get(name.as_str()) {
+                Some(name) => environ.set_item(name.bind(py), value)?,
+                None => environ.set_item(name, value)?,
+            }
         }
-        environ.set_item("wsgi.version", (1, 0))?;
-        environ.set_item("wsgi.url_scheme", self.settings.url_scheme)?;
         // The whole body is in memory already, so a BytesIO over it is a
         // complete input stream: read(n), read(), readline(n), readlines(),
         // iteration, and b"" at the end. (A server that streams uploads, as
         // gunicorn does, writes its own class for this.)
         let input = self.bytes_io.call1(py, (PyBytes::new(py, call.body),))?;
-        environ.set_item("wsgi.input", input)?;
-        // An extension gunicorn and Werkzeug know: the input ends at EOF,
-        // even for a chunked request that has no Content-Length.
-        environ.set_item("wsgi.input_terminated", true)?;
-        environ.set_item("wsgi.errors", Errors::new(self.settings.log_tag))?;
-        environ.set_item("wsgi.multithread", self.settings.multithread)?;
-        environ.set_item("wsgi.multiprocess", self.settings.multiprocess)?;
-        environ.set_item("wsgi.run_once", false)?;
-        environ.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+        environ.set_item(intern!(py, "wsgi.input"), input)?;
+        let errors = Errors::new(self.settings.log_tag);
+        environ.set_item(intern!(py, "wsgi.errors"), errors)?;
         Ok(environ)
     }
 
@@ -994,8 +1045,13 @@ fn describe(py: Python<'_>, what: &str, err: Option<&PyErr>) -> String {
 
 /// A native string (PEP 3333): one character per byte, U+0000 to U+00FF.
 fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
-    let text: String = bytes.iter().map(|&b| char::from(b)).collect();
-    PyString::new(py, &text)
+    match std::str::from_utf8(bytes) {
+        Ok(ascii) if bytes.is_ascii() => PyString::new(py, ascii), // the usual case
+        _ => {
+            let text: String = bytes.iter().map(|&b| char::from(b)).collect();
+            PyString::new(py, &text)
+        }
+    }
 }
 
 /// `a str`, `an int`: the type of a Python value, for error messages.
