@@ -278,7 +278,6 @@ fn answer(job: Job) {
     let Job {
         request, client, ..
     } = &job;
-    let thread = python_thread();
     if job
         .timeout
         .is_some_and(|limit| job.queued.elapsed() >= limit)
@@ -286,7 +285,8 @@ fn answer(job: Job) {
         // Every thread was busy for longer than --timeout: the client has
         // had its 504 already. Calling the app now would be wasted work.
         return trace!(
-            "python thread {thread}: {} was too late, skipped",
+            "python thread {}: {} was too late, skipped",
+            python_thread(),
             client.ticket
         );
     }
@@ -303,7 +303,8 @@ fn answer(job: Job) {
     };
     let served = job.gateway.call(&call, &mut sink);
     trace!(
-        "python thread {thread}: answered {}: {} with {} bytes, {:?} ({:.3} ms waiting for the GIL)",
+        "python thread {}: answered {}: {} with {} bytes, {:?} ({:.3} ms waiting for the GIL)",
+        python_thread(),
         client.ticket,
         served.status,
         served.bytes,
