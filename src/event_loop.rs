@@ -18,6 +18,8 @@ use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::time::{Duration, Instant};
 
@@ -134,6 +136,7 @@ impl EventLoop {
         let remote = Remote {
             mailbox: sender,
             waker: poll.waker(WAKER)?,
+            woken: Arc::new(AtomicBool::new(false)),
         };
         Ok(EventLoop {
             poll,
@@ -307,6 +310,8 @@ impl EventLoop {
     // ANCHOR: mailbox
     /// The waker fired: act on every message waiting. False means stop.
     fn read_mailbox<H: Handler>(&mut self, handler: &mut H) -> bool {
+        // From here on, a new message needs a new wake-up (see `Remote::send`).
+        self.remote.woken.swap(false, Ordering::AcqRel);
         while let Ok(message) = self.mailbox.try_recv() {
             let ticket = match message {
                 Message::Stop => return false,
@@ -500,6 +505,9 @@ enum Message {
 pub struct Remote {
     mailbox: Sender<Message>,
     waker: Waker,
+    /// A wake-up is on its way, and the loop has not started reading the
+    /// mailbox yet: it will find this message too, no need to wake it again.
+    woken: Arc<AtomicBool>,
 }
 
 impl Remote {
@@ -528,8 +536,9 @@ impl Remote {
     }
 
     fn send(&self, message: Message) {
-        // The loop gone means nobody is left to tell.
-        if self.mailbox.send(message).is_ok() {
+        // The loop gone means nobody is left to tell. One wake-up (a write(2)
+        // to the eventfd) serves every message sent before the loop reads.
+        if self.mailbox.send(message).is_ok() && !self.woken.swap(true, Ordering::AcqRel) {
             let _ = self.waker.wake();
         }
     }

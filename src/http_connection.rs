@@ -20,6 +20,9 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::sys::sendfile::sendfile;
+
 use crate::http::{
     BodyDecoder, BodyFraming, Framing, LAST_CHUNK, Limits, Parsed, Rejection, Request, Response,
     ServerInfo, parse_request, write_chunk,
@@ -35,7 +38,7 @@ const OUT_LIMIT: usize = 64 * 1024;
 /// answer, so the client reads our answer instead of a reset.
 const LINGER: Duration = Duration::from_secs(2);
 /// An idle connection keeps buffers up to this size for its next request;
-/// bigger ones (a large upload, a file chunk) are given back.
+/// bigger ones (a large upload, a streamed body) are given back.
 const KEEP_BUFFER: usize = 4096;
 
 /// What every connection of one server is allowed, and says about itself.
@@ -95,8 +98,13 @@ struct Reading {
 
 /// Where the rest of a response body comes from.
 enum Source {
-    /// `left` more bytes of a file, read a chunk at a time: never whole.
-    File { file: File, left: u64 },
+    /// `left` more bytes of a file from `offset`, sent by sendfile(2): the
+    /// kernel copies them to the socket, they never enter our memory.
+    File {
+        file: File,
+        offset: libc::off_t,
+        left: u64,
+    },
     /// Pieces sent by another thread; an empty piece ends the body.
     Stream {
         chunks: Receiver<Vec<u8>>,
@@ -202,7 +210,7 @@ impl Connection {
                 }
             }
             self.fill(settings)?;
-            if !self.out.is_empty() {
+            if self.has_output() {
                 if self.flush(settings)? {
                     continue; // written: the next request may be in `inbuf`
                 }
@@ -366,7 +374,11 @@ impl Connection {
                 self.out.extend_from_slice(&bytes);
                 None
             }
-            crate::http::Body::File { file, len } => Some(Source::File { file, left: len }),
+            crate::http::Body::File { file, len } => Some(Source::File {
+                file,
+                offset: 0,
+                left: len,
+            }),
             crate::http::Body::Stream { len } => match chunks {
                 Some(chunks) => Some(Source::Stream {
                     chunks,
@@ -437,72 +449,56 @@ impl Connection {
     }
 
     // ANCHOR: fill
-    /// Top `out` up from the body being sent: a chunk of the file, or the
-    /// pieces another thread has produced so far (framed as chunks when the
-    /// length is unknown). Reads ahead at most `OUT_LIMIT`: a body of any
-    /// size costs at most that much memory, however slow the reader.
+    /// Top `out` up from a streamed body: the pieces another thread has
+    /// produced so far (framed as chunks when the length is unknown). Reads
+    /// ahead at most `OUT_LIMIT`: a body of any size costs at most that much
+    /// memory, however slow the reader. (A file goes by [`send_file`](Self::send_file).)
     fn fill(&mut self, settings: &Settings) -> io::Result<()> {
         let State::Sending { body, keep_alive } = &mut self.state else {
             return Ok(());
         };
+        let Source::Stream {
+            chunks,
+            chunked,
+            left,
+        } = body
+        else {
+            return Ok(()); // a file: `send_file`'s, once `out` is empty
+        };
         let out = &mut self.out;
-        let done = match body {
-            Source::File { file, left } => {
-                let have = out.len();
-                let want = (*left).min(OUT_LIMIT.saturating_sub(have) as u64) as usize;
-                if want > 0 {
-                    out.resize(have + want, 0);
-                    let got = file.read(&mut out[have..])?;
-                    out.truncate(have + got);
-                    if got == 0 {
-                        // The file shrank under us: the announced length is a lie now.
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "file truncated",
-                        ));
-                    }
-                    *left -= got as u64;
-                }
-                *left == 0
+        let done = loop {
+            if out.len() >= OUT_LIMIT {
+                break false; // enough read ahead: the producer waits
             }
-            Source::Stream {
-                chunks,
-                chunked,
-                left,
-            } => loop {
-                if out.len() >= OUT_LIMIT {
-                    break false; // enough read ahead: the producer waits
+            let mut piece = match chunks.try_recv() {
+                Ok(piece) => piece,
+                Err(TryRecvError::Empty) => break false, // its next wake brings us back
+                Err(TryRecvError::Disconnected) => {
+                    return Err(io::Error::other("the body's producer gave up"));
                 }
-                let mut piece = match chunks.try_recv() {
-                    Ok(piece) => piece,
-                    Err(TryRecvError::Empty) => break false, // its next wake brings us back
-                    Err(TryRecvError::Disconnected) => {
-                        return Err(io::Error::other("the body's producer gave up"));
-                    }
-                };
-                if piece.is_empty() {
-                    if left.is_some_and(|n| n > 0) {
-                        return Err(io::Error::other("the body ended before its Content-Length"));
-                    }
-                    if *chunked {
-                        out.extend_from_slice(LAST_CHUNK);
-                    }
-                    break true;
-                }
-                if let Some(n) = left {
-                    // More than the Content-Length promised: cut it off there.
-                    piece.truncate(usize::try_from(*n).unwrap_or(usize::MAX));
-                    *n -= piece.len() as u64;
+            };
+            if piece.is_empty() {
+                if left.is_some_and(|n| n > 0) {
+                    return Err(io::Error::other("the body ended before its Content-Length"));
                 }
                 if *chunked {
-                    write_chunk(out, &piece);
-                } else {
-                    out.extend_from_slice(&piece);
+                    out.extend_from_slice(LAST_CHUNK);
                 }
-                if *left == Some(0) {
-                    break true;
-                }
-            },
+                break true;
+            }
+            if let Some(n) = left {
+                // More than the Content-Length promised: cut it off there.
+                piece.truncate(usize::try_from(*n).unwrap_or(usize::MAX));
+                *n -= piece.len() as u64;
+            }
+            if *chunked {
+                write_chunk(out, &piece);
+            } else {
+                out.extend_from_slice(&piece);
+            }
+            if *left == Some(0) {
+                break true;
+            }
         };
         if done {
             let keep_alive = *keep_alive;
@@ -513,9 +509,9 @@ impl Connection {
     // ANCHOR_END: fill
 
     // ANCHOR: flush
-    /// Write what `out` holds until it is all out (true) or the socket's
-    /// send buffer is full (false). A slow reader costs us the bytes in
-    /// `out` and never blocks anyone else.
+    /// Write what `out` holds, then the file being sent if any, until all
+    /// is out (true) or the socket's send buffer is full (false). A slow
+    /// reader costs us the bytes in `out` and never blocks anyone else.
     fn flush(&mut self, settings: &Settings) -> io::Result<bool> {
         let mut wrote = false;
         while !self.out.is_empty() {
@@ -527,15 +523,14 @@ impl Connection {
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     trace!("write(fd {}) -> EAGAIN: send buffer full", self.fd());
-                    // The reader's clock: `idle_timeout` from its last progress.
-                    if wrote || !self.writable {
-                        self.deadline = Some(Instant::now() + settings.idle_timeout);
-                    }
-                    return Ok(false);
+                    return Ok(self.stuck(wrote, settings));
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(err),
             }
+        }
+        if !self.send_file(&mut wrote, settings)? {
+            return Ok(self.stuck(wrote, settings));
         }
         if self.writable {
             // Unstuck: the state's own timeout applies again.
@@ -543,7 +538,59 @@ impl Connection {
         }
         Ok(true)
     }
+
+    /// The send buffer is full. The reader's clock: `idle_timeout` from its
+    /// last progress. Always false, for `flush` to return.
+    fn stuck(&mut self, wrote: bool, settings: &Settings) -> bool {
+        if wrote || !self.writable {
+            self.deadline = Some(Instant::now() + settings.idle_timeout);
+        }
+        false
+    }
     // ANCHOR_END: flush
+
+    // ANCHOR: send_file
+    /// The file body, once the head is out: sendfile(2) copies it from the
+    /// page cache to the socket inside the kernel, as rung 4 does. We keep
+    /// the `offset`, which the kernel advances; each call sends what fits in
+    /// the socket's buffer, and EAGAIN means wait for WRITABLE (false). A
+    /// body of any size costs us no memory, however slow the reader.
+    fn send_file(&mut self, wrote: &mut bool, settings: &Settings) -> io::Result<bool> {
+        let State::Sending {
+            body: Source::File { file, offset, left },
+            keep_alive,
+        } = &mut self.state
+        else {
+            return Ok(true); // no file to send
+        };
+        let (out, fd) = (self.stream.as_raw_fd(), file.as_raw_fd());
+        while *left > 0 {
+            let count = usize::try_from(*left).unwrap_or(usize::MAX).min(1 << 30);
+            // ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
+            match sendfile(&self.stream, &*file, Some(offset), count) {
+                Ok(0) => {
+                    // The file shrank under us: the announced length is a lie now.
+                    let why = "file shrank while being sent";
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, why));
+                }
+                Ok(n) => {
+                    trace!("sendfile({out}, {fd}) -> {n} bytes");
+                    *left -= n as u64;
+                    *wrote = true;
+                }
+                Err(Errno::EAGAIN) => {
+                    trace!("sendfile({out}, {fd}) -> EAGAIN: send buffer full");
+                    return Ok(false);
+                }
+                Err(Errno::EINTR) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        let keep_alive = *keep_alive;
+        self.finished(keep_alive, settings);
+        Ok(true)
+    }
+    // ANCHOR_END: send_file
 
     // ANCHOR: read_some
     /// One `read(2)` into the loop's scratch buffer, appended to `inbuf`.
@@ -566,6 +613,18 @@ impl Connection {
         }
     }
     // ANCHOR_END: read_some
+
+    /// Something waits to be written: bytes in `out`, or a file being sent.
+    fn has_output(&self) -> bool {
+        let file = matches!(
+            self.state,
+            State::Sending {
+                body: Source::File { .. },
+                ..
+            }
+        );
+        !self.out.is_empty() || file
+    }
 
     /// Add or drop WRITABLE interest, only when it changes. Asking for it
     /// all the time would wake us for every connection whose send buffer

@@ -22,6 +22,13 @@ use std::thread::{self, JoinHandle};
 /// Anything a worker can run: called once, sent to another thread.
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
+/// How a worker thread runs its loop of jobs: it is handed the loop and
+/// must call it, once. [`ThreadPool::new`] just calls it; a rung that needs
+/// something set up once per thread and kept for all its jobs wraps it
+/// (rung 6 gives each thread its Python thread state for its whole life,
+/// instead of making and destroying one for every call).
+pub type Setup = fn(&mut (dyn FnMut() + Send));
+
 /// A fixed set of threads taking jobs from one channel.
 ///
 /// `mpsc` has many senders but one receiver, so the workers share the
@@ -33,15 +40,22 @@ pub struct ThreadPool {
     workers: Vec<JoinHandle<()>>,
     /// Built with size 0: no workers, a new thread for every job.
     per_job: bool,
+    setup: Setup,
 }
 
 impl ThreadPool {
+    /// Start `size` workers that run their loop as it is (see below).
+    pub fn new(size: usize) -> io::Result<ThreadPool> {
+        ThreadPool::with_setup(size, |worker_loop| worker_loop())
+    }
+
     // ANCHOR: thread_pool
     /// Start `size` workers, named `worker 0` … `worker N-1` (the names show
-    /// in `--trace`, in `ps -L`, and in a panic message). With `size` 0 none
-    /// start, and every job gets a thread of its own, as Python's
-    /// `ThreadingHTTPServer` gives every connection one.
-    pub fn new(size: usize) -> io::Result<ThreadPool> {
+    /// in `--trace`, in `ps -L`, and in a panic message), each running its
+    /// loop inside `setup` ([`Setup`]). With `size` 0 none start, and every
+    /// job gets a thread of its own, as Python's `ThreadingHTTPServer` gives
+    /// every connection one.
+    pub fn with_setup(size: usize, setup: Setup) -> io::Result<ThreadPool> {
         let (sender, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
         let mut workers = Vec::with_capacity(size);
@@ -49,13 +63,14 @@ impl ThreadPool {
             let receiver = Arc::clone(&receiver);
             let worker = thread::Builder::new()
                 .name(format!("worker {id}"))
-                .spawn(move || worker_loop(id, &receiver))?;
+                .spawn(move || setup(&mut || worker_loop(id, &receiver)))?;
             workers.push(worker);
         }
         Ok(ThreadPool {
             sender: Some(sender),
             workers,
             per_job: size == 0,
+            setup,
         })
     }
     // ANCHOR_END: thread_pool
@@ -73,9 +88,11 @@ impl ThreadPool {
         if self.per_job {
             // Forget threads that have finished, so the list does not grow.
             self.workers.retain(|worker| !worker.is_finished());
+            let setup = self.setup;
+            let mut job = Some(job);
             let worker = thread::Builder::new()
                 .name("thread per job".into())
-                .spawn(move || run(Box::new(job)))?;
+                .spawn(move || setup(&mut || job.take().map_or((), |job| run(Box::new(job)))))?;
             self.workers.push(worker);
             return Ok(());
         }
@@ -162,6 +179,29 @@ mod tests {
         .unwrap();
         let ran_on = receiver.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(ran_on.as_deref(), Some("worker 0"));
+    }
+
+    #[test]
+    fn setup_runs_once_per_thread_around_all_its_jobs() {
+        static SETUPS: AtomicUsize = AtomicUsize::new(0);
+        thread_local!(static IN_SETUP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+        let setup: Setup = |worker_loop| {
+            SETUPS.fetch_add(1, Ordering::SeqCst);
+            IN_SETUP.with(|flag| flag.set(true));
+            worker_loop();
+        };
+        let mut pool = ThreadPool::with_setup(2, setup).unwrap();
+        let (sender, receiver) = mpsc::channel();
+        for _ in 0..10 {
+            let sender = sender.clone();
+            pool.execute(move || sender.send(IN_SETUP.with(|flag| flag.get())).unwrap())
+                .unwrap();
+        }
+        for _ in 0..10 {
+            assert!(receiver.recv_timeout(Duration::from_secs(5)).unwrap());
+        }
+        drop(pool);
+        assert_eq!(SETUPS.load(Ordering::SeqCst), 2, "one setup per thread");
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //!    explain in one line why not.
 //! 3. requests: any thread may now call into Python with
 //!    `pyo3::Python::attach`, one at a time: the GIL lets one thread run
-//!    Python code at a time.
+//!    Python code at a time. A thread that calls often keeps its Python
+//!    thread state from one call to the next ([`keep_thread_state`]).
 //! 4. [`Interpreter::finalize`]: `atexit` handlers run, buffered output is
 //!    flushed, the interpreter is gone.
 //!
@@ -413,6 +414,19 @@ impl LoadError {
         }
         let _ = io::Write::write_all(&mut io::stderr().lock(), text.as_bytes());
     }
+}
+
+/// Run `work`, a thread's whole life of calls into Python (a
+/// [`pool::Setup`](crate::pool::Setup)), with ONE Python thread state.
+///
+/// CPython keeps a thread state (its frames, its exception) for each
+/// thread that runs Python. `Python::attach` on a thread that has none
+/// makes one, and destroys it when it returns: per request, an allocation
+/// of its frame stack (an `mmap`) and its undoing. Here the thread attaches
+/// once, then detaches (lets go of the GIL, keeps its state) to run `work`;
+/// every `Python::attach` inside then only has to take the GIL.
+pub fn keep_thread_state(work: &mut (dyn FnMut() + Send)) {
+    Python::attach(|py| py.detach(work));
 }
 
 /// Import the app named `spec`, as gunicorn's `import_app` does:

@@ -9,7 +9,8 @@
 //! and a body that is empty, bytes (a listing), or an open file. How that
 //! goes on the wire (Content-Length, HEAD, keep-alive) is settled by
 //! `Response::plan`, and how the bytes travel is the rung's business: lesson
-//! 04 sends a file with `sendfile(2)`, lesson 05's event loop in pieces.
+//! 04 sends a file with `sendfile(2)` on a blocking socket, lesson 05's
+//! event loop with `sendfile(2)` on a non-blocking one.
 //!
 //! The steps, in the order `respond` takes them:
 //!

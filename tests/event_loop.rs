@@ -227,11 +227,13 @@ fn an_answer_delivered_later_while_others_are_served() {
     assert_eq!(second.body, b"now\n");
 }
 
-/// A file answered later is sent as the socket takes it, on raw epoll too.
+/// A file answered later is sent as the socket takes it (sendfile(2), a
+/// piece per writable edge), on raw epoll too, to a reader with a small
+/// receive window.
 #[test]
 fn a_file_delivered_later() {
     let path = std::env::temp_dir().join(format!("event-loop-file-{}", std::process::id()));
-    let content: Vec<u8> = (0..300_000).map(|i| (i % 251) as u8).collect();
+    let content: Vec<u8> = (0..3_000_000).map(|i| (i % 251) as u8).collect();
     std::fs::write(&path, &content).unwrap();
     let file_path = path.clone();
     let server = start(Backend::RawEpoll, 1024, move |job, remote| {
@@ -240,18 +242,52 @@ fn a_file_delivered_later() {
         let response = Response::new(200).body(Body::File { file, len });
         remote.respond(job.ticket, response);
     });
-    let mut stream = connect(server.addr);
+    let mut stream = connect_small_window(server.addr);
     stream
-        .write_all(b"GET /file HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /file HTTP/1.1\r\nHost: x\r\n\r\nGET /now HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
-    let got = read_one(&mut stream, &mut Vec::new(), false).unwrap();
+    let mut leftover = Vec::new();
+    let got = read_one(&mut stream, &mut leftover, false).unwrap();
     let _ = std::fs::remove_file(&path);
     assert!(
-        got.head.contains("Content-Length: 300000\r\n"),
+        got.head.contains("Content-Length: 3000000\r\n"),
         "{}",
         got.head
     );
     assert!(got.body == content, "the file arrived damaged");
+    // The pipelined request behind it is answered after the whole file.
+    let next = read_one(&mut stream, &mut leftover, false).unwrap();
+    assert_eq!(next.body, b"now\n");
+}
+
+/// A file shorter than the length its response announced (it shrank
+/// after the head was made): the client gets what there is, then the
+/// connection closes, so it cannot take the short body for a whole one.
+#[test]
+fn a_file_that_shrank_closes_the_connection() {
+    let path = std::env::temp_dir().join(format!("event-loop-shrank-{}", std::process::id()));
+    let content: Vec<u8> = (0..100_000).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&path, &content).unwrap();
+    let file_path = path.clone();
+    let server = start(Backend::Mio, 1024, move |job, remote| {
+        let file = std::fs::File::open(&file_path).unwrap();
+        let response = Response::new(200).body(Body::File { file, len: 150_000 });
+        remote.respond(job.ticket, response);
+    });
+    let mut stream = connect(server.addr);
+    stream
+        .write_all(b"GET /file HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&all[..end]);
+    assert!(head.contains("Content-Length: 150000\r\n"), "{head}");
+    assert!(
+        all[end..] == content[..],
+        "the file's bytes arrived damaged"
+    );
 }
 
 /// A body of unknown length from another thread goes out chunked, and its

@@ -244,6 +244,22 @@ fn partial_writes_a_slow_reader_stalls_nobody() {
     slow.write_all(HELLO_REQUEST).unwrap();
     let again = read_response(&mut slow, &mut leftover, false).unwrap();
     assert_eq!(again.body, b"Hello, World!\n");
+    // The file went by sendfile(2), a piece per writable socket, and the
+    // send buffer filled up on the sendfile itself, not only on the head.
+    // (The log may lag behind the socket: wait for it a little.)
+    let stuck_in_sendfile = |log: &str| {
+        log.lines()
+            .any(|line| line.starts_with("[trace] sendfile(") && line.contains("-> EAGAIN"))
+    };
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while !stuck_in_sendfile(&server.stderr()) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let stderr = server.stderr();
+    assert!(
+        stuck_in_sendfile(&stderr) && stderr.matches("] sendfile(").count() > 2,
+        "the file did not go by sendfile(2), a piece at a time:\n{stderr}"
+    );
     common::assert_no_panic(&server);
 }
 

@@ -387,7 +387,7 @@ fn a_file_wrapper_download_arrives_whole() {
     fs::write(&file, &content).unwrap();
     let mut command = Command::new(BIN);
     command
-        .args(["--port", "0", "--chdir"])
+        .args(["--port", "0", "--trace", "--chdir"])
         .arg(apps_dir())
         .arg("download:app")
         .env("DOWNLOAD_FILE", &file);
@@ -397,6 +397,13 @@ fn a_file_wrapper_download_arrives_whole() {
     assert_eq!(response.header("content-length"), Some("3000000"));
     assert!(response.body == content, "the file arrived damaged");
     assert_logged(&server, "GET / HTTP/1.1", 200);
+    // PEP 3333's "high-performance file transmission": the loop sent the
+    // file with sendfile(2); its bytes never passed through Python.
+    assert!(
+        server.wait_for_stderr("sendfile(", IO_TIMEOUT),
+        "the file_wrapper was not sent by sendfile:\n{}",
+        server.stderr()
+    );
 }
 
 // --------------------------------------------------------- what goes wrong
