@@ -136,7 +136,8 @@ fn run(args: Args) -> io::Result<ExitCode> {
     };
     let mut handoff = Handoff {
         gateway: Arc::new(gateway),
-        pool: ThreadPool::new(usize::from(args.threads))?,
+        // Each Python thread attaches to the interpreter once, for its life.
+        pool: ThreadPool::with_setup(usize::from(args.threads), python::keep_thread_state)?,
         remote: server.remote(),
         local: server.local_addr()?,
         timeout: server_timeout(&args),
@@ -284,7 +285,6 @@ fn answer(job: Job) {
     let Job {
         request, client, ..
     } = &job;
-    let thread = python_thread();
     if job
         .timeout
         .is_some_and(|limit| job.queued.elapsed() >= limit)
@@ -292,7 +292,8 @@ fn answer(job: Job) {
         // Every thread was busy for longer than --timeout: the client has
         // had its 504 already. Calling the app now would be wasted work.
         return trace!(
-            "python thread {thread}: {} was too late, skipped",
+            "python thread {}: {} was too late, skipped",
+            python_thread(),
             client.ticket
         );
     }
@@ -309,7 +310,8 @@ fn answer(job: Job) {
     };
     let served = job.gateway.call(&call, &mut sink);
     trace!(
-        "python thread {thread}: answered {}: {} with {} bytes, {:?} ({:.3} ms waiting for the GIL)",
+        "python thread {}: answered {}: {} with {} bytes, {:?} ({:.3} ms waiting for the GIL)",
+        python_thread(),
         client.ticket,
         served.status,
         served.bytes,
@@ -333,8 +335,9 @@ struct LoopSink {
 
 impl wsgi::ResponseSink for LoopSink {
     /// The head. A streamed body (the app's iterable) gets a channel to the
-    /// loop; a file (`wsgi.file_wrapper`) or the gateway's 500 page goes
-    /// whole, and the loop sends it as the socket takes it.
+    /// loop; a body complete in memory (a list of bytes, the 500 page) or a
+    /// file (`wsgi.file_wrapper`) goes whole, in one message, and the loop
+    /// sends it as the socket takes it.
     fn start(&mut self, response: Response) -> io::Result<()> {
         if matches!(response.body, Body::Stream { .. }) {
             self.body = Some(self.remote.stream(self.ticket, response));

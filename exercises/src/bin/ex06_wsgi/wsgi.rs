@@ -28,6 +28,7 @@
 //! may run Python (rung 6: one of `--threads` pool threads); it takes the GIL
 //! itself, and lets go of it whenever the sink may block.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
@@ -37,6 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
@@ -55,7 +57,8 @@ pub trait ResponseSink {
     /// ended empty). The body is `Body::Stream { len }`, `len` being the
     /// app's Content-Length if it gave one; `Body::File` for a
     /// `wsgi.file_wrapper` around a real file (send it yourself, sendfile);
-    /// `Body::Bytes` for the gateway's own 500 page (complete as it is).
+    /// `Body::Bytes` for a body complete as it is (the gateway's own 500
+    /// page, or an app's body whole in its first piece): no `chunk` follows.
     fn start(&mut self, response: http::Response) -> io::Result<()>;
     /// One body chunk; may block (backpressure). `Err`: the client is gone;
     /// the gateway stops iterating and calls `close()`.
@@ -145,7 +148,43 @@ pub struct Gateway {
     settings: Settings,
     /// `io.BytesIO`, which makes `wsgi.input` out of the buffered body.
     bytes_io: Py<PyAny>,
+    /// The `wsgi.*` keys no request changes, made once; every environ
+    /// starts as a copy of it (an app may change its environ, so each
+    /// request needs a dict of its own).
+    base: Py<PyDict>,
+    /// The CGI variables' names as Python strings, made once, so a request
+    /// does not make (and the dict hash) a new string for each name.
+    names: HashMap<&'static str, Py<PyString>>,
 }
+
+/// The names [`cgi::meta_variables`] gives, and the request headers most
+/// clients send; other names are made per request.
+const NAMES: [&str; 24] = [
+    "GATEWAY_INTERFACE",
+    "SERVER_SOFTWARE",
+    "SERVER_PROTOCOL",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "REMOTE_ADDR",
+    "REMOTE_HOST",
+    "AUTH_TYPE",
+    "CONTENT_LENGTH",
+    "CONTENT_TYPE",
+    "HTTP_HOST",
+    "HTTP_USER_AGENT",
+    "HTTP_ACCEPT",
+    "HTTP_ACCEPT_ENCODING",
+    "HTTP_ACCEPT_LANGUAGE",
+    "HTTP_CONNECTION",
+    "HTTP_COOKIE",
+    "HTTP_REFERER",
+    "HTTP_CACHE_CONTROL",
+    "HTTP_AUTHORIZATION",
+];
 
 impl Gateway {
     /// A gateway for `app` (from [`python::load_app`]).
@@ -154,10 +193,26 @@ impl Gateway {
         settings.script_name = settings.script_name.trim_end_matches('/').to_string();
         Python::attach(|py| {
             let bytes_io = py.import("io")?.getattr("BytesIO")?.unbind();
+            let base = PyDict::new(py);
+            base.set_item("wsgi.version", (1, 0))?;
+            base.set_item("wsgi.url_scheme", settings.url_scheme)?;
+            // An extension gunicorn and Werkzeug know: the input ends at EOF,
+            // even for a chunked request that has no Content-Length.
+            base.set_item("wsgi.input_terminated", true)?;
+            base.set_item("wsgi.multithread", settings.multithread)?;
+            base.set_item("wsgi.multiprocess", settings.multiprocess)?;
+            base.set_item("wsgi.run_once", false)?;
+            base.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+            let names = NAMES
+                .iter()
+                .map(|&name| (name, PyString::intern(py, name).unbind()))
+                .collect();
             Ok(Gateway {
                 app,
                 settings,
                 bytes_io,
+                base: base.unbind(),
+                names,
             })
         })
         .map_err(|err: PyErr| Python::attach(|py| python::as_io(py, &err)))
@@ -587,6 +642,14 @@ impl<S: ResponseSink + Send> Outgoing<'_, S> {
             }
             if !self.sent_head {
                 let len = known.map(|n| n + written.len() as u64);
+                // The whole body in its first piece (a list of one bytes, a
+                // chunk as long as the Content-Length): the head and the body
+                // go to the sink as one response, written in one go.
+                if self.is_whole(piece, len) {
+                    self.start(py, Body::Bytes(piece.to_vec()))?;
+                    self.served.bytes = piece.len() as u64;
+                    continue;
+                }
                 self.start(py, Body::Stream { len })?;
             }
             // Never more than the Content-Length the head announced.
@@ -635,7 +698,8 @@ impl<S: ResponseSink + Send> Outgoing<'_, S> {
         self.content_length = match &body {
             Body::Stream { len } => *len,
             Body::File { len, .. } => Some(*len),
-            _ => None,
+            Body::Bytes(bytes) => Some(bytes.len() as u64),
+            Body::Empty => None,
         };
         let mut response = http::Response::new(started.status).body(body);
         response.reason = Some(started.reason);
@@ -702,6 +766,19 @@ impl<S: ResponseSink + Send> Outgoing<'_, S> {
             .problem
             .get_or_insert(format!("the client is gone: {err}"));
         ControlFlow::Break(())
+    }
+
+    /// Is `piece`, the first of the body, all of it? When the length is
+    /// known (the app's Content-Length, or else `known`) and matches, for a
+    /// response that carries a body at all.
+    fn is_whole(&self, piece: &[u8], known: Option<u64>) -> bool {
+        let head = lock(&self.head);
+        let Some(started) = &head.started else {
+            return false; // no start_response: `start` says so
+        };
+        let len = started.content_length.or(known);
+        let bodiless = self.call.request.is_head() || matches!(started.status, 204 | 304);
+        len == Some(piece.len() as u64) && !bodiless
     }
 
     /// Does this response carry a body at all? Not for HEAD, 204 and 304.
@@ -933,8 +1010,13 @@ fn describe(py: Python<'_>, what: &str, err: Option<&PyErr>) -> String {
 
 /// A native string (PEP 3333): one character per byte, U+0000 to U+00FF.
 fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
-    let text: String = bytes.iter().map(|&b| char::from(b)).collect();
-    PyString::new(py, &text)
+    match std::str::from_utf8(bytes) {
+        Ok(ascii) if bytes.is_ascii() => PyString::new(py, ascii), // the usual case
+        _ => {
+            let text: String = bytes.iter().map(|&b| char::from(b)).collect();
+            PyString::new(py, &text)
+        }
+    }
 }
 
 /// `a str`, `an int`: the type of a Python value, for error messages.
