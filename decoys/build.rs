@@ -34,29 +34,29 @@ const FLAWS: &[Flaw] = &[
     Flaw {
         name: "no_close",
         edits: &[(
-            "        if body.hasattr(\"close\").unwrap_or(false) {\n            \
+            "        if !plain && body.hasattr(intern!(py, \"close\")).unwrap_or(false) {\n            \
              trace!(\"wsgi: close()\");\n            \
              if let Err(err) = body.call_method0(\"close\") {\n                \
              out.note(describe(py, \"close() raised\", Some(&err)), Some((py, &err)));\n            \
              }\n        }\n",
-            "        // (flaw: close() is never called)\n",
+            "        let _ = plain; // (flaw: close() is never called)\n",
         )],
     },
     // close() only after a response that completed without a problem.
     Flaw {
         name: "close_when_complete",
         edits: &[(
-            "        if body.hasattr(\"close\").unwrap_or(false) {\n",
+            "        if !plain && body.hasattr(intern!(py, \"close\")).unwrap_or(false) {\n",
             "        let completed = out.served.ending == Ending::Complete && out.served.problem.is_none();\n        \
-             if completed && body.hasattr(\"close\").unwrap_or(false) {\n",
+             if completed && !plain && body.hasattr(intern!(py, \"close\")).unwrap_or(false) {\n",
         )],
     },
     // Native strings decoded as UTF-8 instead of latin-1.
     Flaw {
         name: "utf8_path",
         edits: &[(
-            "environ.set_item(name, latin1(py, value.as_encoded_bytes()))?;",
-            "environ.set_item(name, String::from_utf8_lossy(value.as_encoded_bytes()).into_owned())?;",
+            "let value = latin1(py, value.as_encoded_bytes());",
+            "let value = PyString::new(py, &String::from_utf8_lossy(value.as_encoded_bytes()));",
         )],
     },
     // Headers whose name holds `_` are not dropped: `X_Auth_User` becomes
@@ -64,11 +64,11 @@ const FLAWS: &[Flaw] = &[
     Flaw {
         name: "underscore_spoof",
         edits: &[(
-            "        environ.set_item(\"wsgi.version\", (1, 0))?;\n",
+            "        // The whole body is in memory already, so a BytesIO over it is a\n",
             "        for header in request.headers.iter().filter(|h| h.name.contains('_')) {\n            \
              let key = format!(\"HTTP_{}\", header.name.to_ascii_uppercase());\n            \
              environ.set_item(key, latin1(py, &header.value))?;\n        }\n        \
-             environ.set_item(\"wsgi.version\", (1, 0))?;\n",
+             // The whole body is in memory already, so a BytesIO over it is a\n",
         )],
     },
     // The head goes out as soon as the app returns (when it has called
