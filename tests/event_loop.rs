@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ladder::event_loop::{Answer, Client, Config, EventLoop, Handler, Remote, Ticket};
-use ladder::http::{Body, BodyDecoder, Limits, Request, Response, ServerInfo, parse_response};
+use ladder::http::{Body, Limits, Request, Response, ServerInfo, read_response};
 use ladder::http_connection::Settings;
 use ladder::readiness::Backend;
 use ladder_harness::connect_small_window;
@@ -136,42 +136,14 @@ struct Got {
     body: Vec<u8>,
 }
 
-/// Read one response with the library's client side (`parse_response`,
-/// `BodyDecoder`); bytes after it stay in `leftover`.
+/// Read one response with the library's client side
+/// (`ladder::http::read_response`); bytes after it stay in `leftover`.
 fn read_one(stream: &mut TcpStream, leftover: &mut Vec<u8>, head_request: bool) -> io::Result<Got> {
-    let mut chunk = [0u8; 16 * 1024];
-    let mut more = |leftover: &mut Vec<u8>| -> io::Result<bool> {
-        let n = stream.read(&mut chunk)?;
-        leftover.extend_from_slice(&chunk[..n]);
-        Ok(n > 0)
-    };
-    let (head, consumed) = loop {
-        if let Some(parsed) = parse_response(leftover)? {
-            break parsed;
-        }
-        if !more(leftover)? {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "no head"));
-        }
-    };
-    let text = String::from_utf8_lossy(&leftover[..consumed]).into_owned();
-    leftover.drain(..consumed);
-    let mut decoder = BodyDecoder::unlimited(head.body_framing(head_request)?);
-    let mut body = Vec::new();
-    while !decoder.is_done() {
-        let used = decoder
-            .feed(leftover, &mut body)
-            .map_err(|r| io::Error::new(io::ErrorKind::InvalidData, r.to_string()))?;
-        leftover.drain(..used);
-        if !decoder.is_done() && leftover.is_empty() && !more(leftover)? {
-            decoder
-                .finish_at_eof()
-                .map_err(|r| io::Error::new(io::ErrorKind::UnexpectedEof, r.to_string()))?;
-        }
-    }
+    let read = read_response(stream, leftover, head_request)?;
     Ok(Got {
-        status: head.status,
-        head: text,
-        body,
+        status: read.head.status,
+        head: String::from_utf8_lossy(&read.raw_head).into_owned(),
+        body: read.body,
     })
 }
 
