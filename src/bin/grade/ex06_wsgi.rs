@@ -376,28 +376,12 @@ fn expect_logged(
 }
 
 /// The body of a response read to the close, de-chunked; `None` unless the
-/// response is whole (a head, and for chunked framing the last chunk).
+/// response is whole (a head, then its Content-Length, its last chunk, or
+/// the close that ends it), as the library's own client reads it.
 fn whole_body(response: &RawResponse) -> Option<Vec<u8>> {
-    response.status()?; // no head, no response
-    let chunked = response
-        .header("transfer-encoding")
-        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"));
-    if !chunked {
-        return Some(response.body().to_vec());
-    }
-    let mut rest = response.body();
-    let mut out = Vec::new();
-    loop {
-        let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
-        let size = std::str::from_utf8(&rest[..line_end]).ok()?;
-        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return rest.starts_with(b"\r\n").then_some(out);
-        }
-        out.extend_from_slice(rest.get(..size)?);
-        rest = rest.get(size + 2..)?;
-    }
+    ladder::http::read_response(&mut response.bytes.as_slice(), &mut Vec::new(), false)
+        .ok()
+        .map(|read| read.body)
 }
 
 /// GET `path` and require `status` with exactly `body`.
