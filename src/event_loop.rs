@@ -60,6 +60,11 @@ pub trait Handler {
     /// other client is read, written or accepted. Slow work answers
     /// [`Answer::Later`] and finishes on another thread.
     fn handle(&mut self, request: &Request, body: Vec<u8>, client: Client) -> Answer;
+
+    /// Called once per turn of the loop, and at least every
+    /// [`EventLoop::tick_every`] when that is set: a worker's heartbeat
+    /// (lesson 07), which stops when the loop's thread is stuck.
+    fn tick(&mut self) {}
 }
 
 /// A handler's answer.
@@ -117,6 +122,10 @@ pub struct EventLoop {
     mailbox: Receiver<Message>,
     /// Our own clone: the eventfd must outlive every wake-up (see [`Waker`]).
     remote: Remote,
+    /// Wake at least this often to call [`Handler::tick`].
+    tick: Option<Duration>,
+    /// [`Remote::drain`] came: accept no more, end when the last connection has.
+    draining: bool,
 }
 
 /// A connection and the time of its entry in the timer heap.
@@ -151,7 +160,14 @@ impl EventLoop {
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             mailbox,
             remote,
+            tick: None,
+            draining: false,
         })
+    }
+
+    /// Call [`Handler::tick`] at least this often, even with nothing to do.
+    pub fn tick_every(&mut self, every: Duration) {
+        self.tick = Some(every);
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -186,6 +202,10 @@ impl EventLoop {
                 }
             }
             self.expire();
+            handler.tick();
+            if self.draining && self.live == 0 {
+                return Ok(());
+            }
         }
     }
     // ANCHOR_END: event_loop
@@ -315,6 +335,10 @@ impl EventLoop {
         while let Ok(message) = self.mailbox.try_recv() {
             let ticket = match message {
                 Message::Stop => return false,
+                Message::Drain => {
+                    self.drain();
+                    continue;
+                }
                 Message::More(ticket) => ticket,
                 Message::Respond(ticket, response, chunks) => {
                     let Some(connection) = find(&mut self.connections, ticket) else {
@@ -360,6 +384,9 @@ impl EventLoop {
                 break;
             }
             self.timers.pop();
+            if token == LISTENER && self.draining {
+                continue; // a pause that ends after a drain began: stay closed
+            }
             if token == LISTENER {
                 trace!("timer: accept pause over, accepting again");
                 self.accept_paused = false;
@@ -411,12 +438,37 @@ impl EventLoop {
         }
     }
 
-    /// The poll timeout: time until the earliest deadline, or forever.
-    /// The earliest entry may be stale; then we wake up for nothing once,
-    /// which is the price of never removing entries early.
+    /// The poll timeout: time until the earliest deadline, or forever
+    /// (capped by the tick). The earliest entry may be stale; then we wake
+    /// up for nothing once, which is the price of never removing entries
+    /// early.
     fn next_timeout(&self) -> Option<Duration> {
-        let Reverse((when, _, _)) = self.timers.peek()?;
-        Some(when.saturating_duration_since(Instant::now()))
+        let timer = self.timers.peek();
+        let until =
+            timer.map(|Reverse((when, _, _))| when.saturating_duration_since(Instant::now()));
+        match (until, self.tick) {
+            (Some(until), Some(tick)) => Some(until.min(tick)),
+            (until, tick) => until.or(tick),
+        }
+    }
+
+    /// A graceful stop: stop accepting (the listening socket stays open,
+    /// for other processes sharing it), answer what is in progress with
+    /// `Connection: close`, and let `run` return once no connection is left.
+    fn drain(&mut self) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        let _ = self.poll.deregister(self.listener.as_fd());
+        self.accept_paused = true;
+        trace!(
+            "drain: no more accepts; {} connections to finish",
+            self.live
+        );
+        for slot in self.connections.iter_mut().flatten() {
+            slot.connection.last_call();
+        }
     }
 
     /// Close a connection and free its slot. close(2) also removes the fd
@@ -495,6 +547,7 @@ enum Message {
     /// A streamed body has a new piece (or its producer has gone).
     More(Ticket),
     Stop,
+    Drain,
 }
 
 // ANCHOR: remote
@@ -533,6 +586,12 @@ impl Remote {
     /// Make `run` return (Ctrl-C, SIGTERM).
     pub fn stop(&self) {
         self.send(Message::Stop);
+    }
+
+    /// Make `run` return once every connection has finished, accepting no
+    /// new ones meanwhile (a graceful stop: lesson 07's SIGTERM).
+    pub fn drain(&self) {
+        self.send(Message::Drain);
     }
 
     fn send(&self, message: Message) {
