@@ -41,18 +41,9 @@ done
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-for tool in wrk taskset curl python3; do
-    command -v "$tool" >/dev/null || { echo "lesson06.sh: $tool is not installed" >&2; exit 1; }
-done
+. benches/lib.sh
+need wrk taskset curl python3
 
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do stop "$pid"; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
 
 OURS=target/release/lesson06_wsgi
 if [[ " $SERVERS " == *" ours "* ]]; then
@@ -85,47 +76,9 @@ start() { # server app
     PIDS+=("$SERVER_PID")
 }
 
-# Wait until the server answers, and check that it answers with the app.
+# Wait until the server answers with the app.
 wait_ready() { # server
-    local body
-    for _ in $(seq 300); do
-        if body=$(curl -s "http://127.0.0.1:${PORT[$1]}/"); then
-            [ "$body" = "Hello, World!" ] && return 0
-            echo "lesson06.sh: ${NAME[$1]} answered '$body', not the hello" >&2
-            exit 1
-        fi
-        kill -0 "${SERVER[$1]}" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "lesson06.sh: ${NAME[$1]} does not answer on port ${PORT[$1]}; its stderr:" >&2
-    tail -n 20 "$TMP/$1.err" | sed 's/^/    /' >&2
-    exit 1
-}
-
-# A server's processes: the pid and all its descendants (gunicorn's and
-# Granian's workers).
-family() {
-    local child
-    echo "$1"
-    for child in $(pgrep -P "$1"); do family "$child"; done
-}
-
-running() { [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | grep -q '^Z'; }
-
-# TERM a server's processes and wait until every one is gone (KILL after
-# 10 s), so that no worker outlives its server or the script.
-stop() { # pid
-    local pids pid alive=""
-    pids=$(family "$1")
-    kill $pids 2>/dev/null || true
-    for _ in $(seq 100); do
-        alive=""
-        for pid in $pids; do if running "$pid"; then alive+=" $pid"; fi; done
-        [ -z "$alive" ] && break
-        sleep 0.1
-    done
-    if [ -n "$alive" ]; then kill -KILL $alive 2>/dev/null || true; fi
-    wait "$1" 2>/dev/null || true
+    wait_http "http://127.0.0.1:${PORT[$1]}/" "Hello, World!" "${SERVER[$1]}" "$TMP/$1.err"
 }
 
 stop_all() {
@@ -133,41 +86,6 @@ stop_all() {
     for server in $SERVERS; do stop "${SERVER[$server]}"; done
     PIDS=()
 }
-
-# utime+stime in clock ticks, summed over a server's processes.
-cpu_ticks() {
-    local total=0 pid fields
-    for pid in $(family "$1"); do
-        fields=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
-        total=$((total + $(echo "$fields" | awk '{print $12 + $13}')))
-    done
-    echo "$total"
-}
-
-HZ=$(getconf CLK_TCK)
-
-# ---------------------------------------------------------------- measurements
-
-# One wrk run: prints "rps requests_per_cpu_second errors".
-wrk_run() { # pid port seconds
-    local before after out
-    before=$(cpu_ticks "$1")
-    out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c "$CONNECTIONS" -d "${3}s" "http://127.0.0.1:$2/")
-    after=$(cpu_ticks "$1")
-    echo "$out" | python3 -c '
-import re, sys
-text = sys.stdin.read()
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-requests = int(re.search(r"(\d+) requests in", text).group(1))
-errors = sum(map(int, re.findall(r"(?:connect|read|write|timeout) (\d+)", text)))
-m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-errors += int(m.group(1)) if m else 0
-cpu = max(int(sys.argv[2]) - int(sys.argv[1]), 1) / int(sys.argv[3])
-print(f"{rps:.0f} {requests / cpu:.0f} {errors}")
-' "$before" "$after" "$HZ"
-}
-
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 # ---------------------------------------------------------------- the run
 
@@ -184,11 +102,11 @@ for app in $APPS; do
     done
     for server in $SERVERS; do wait_ready "$server"; done
     if [ "$WARMUP" != 0 ]; then
-        for server in $SERVERS; do wrk_run "${SERVER[$server]}" "${PORT[$server]}" "$WARMUP" >/dev/null; done
+        for server in $SERVERS; do wrk_run "${SERVER[$server]}" "http://127.0.0.1:${PORT[$server]}/" "$WARMUP" "$CONNECTIONS" >/dev/null; done
     fi
     for run in $(seq "$RUNS"); do
         for server in $SERVERS; do
-            read -r rps per_cpu errors < <(wrk_run "${SERVER[$server]}" "${PORT[$server]}" "$DURATION")
+            read -r rps per_cpu errors < <(wrk_run "${SERVER[$server]}" "http://127.0.0.1:${PORT[$server]}/" "$DURATION" "$CONNECTIONS")
             note=""
             if [ "$errors" != 0 ]; then note=", $errors errors (wrk's socket errors and non-2xx answers)"; fi
             echo "  $app run $run ${NAME[$server]}: $rps req/s, $per_cpu req/CPU-s$note"
@@ -206,15 +124,6 @@ declare -A GOAL=([hello,granian]=1.25 [hello,gunicorn]=12 [flask_hello,granian]=
 
 value() { # server app key
     if [ -n "${RESULT[$1,$2,$3]:-}" ]; then echo "${RESULT[$1,$2,$3]}" | median; else echo -; fi
-}
-
-ratio() { # ours peer [goal]
-    awk -v o="$1" -v p="$2" -v g="${3:-}" 'BEGIN {
-        if (o == "-" || p == "-" || p == 0) { printf "%s", "-"; exit }
-        r = o / p
-        printf "%.2f", r
-        if (g != "") printf " (goal %s: %s)", g, (r >= g ? "met" : "NOT met")
-    }'
 }
 
 echo
