@@ -68,7 +68,9 @@ fn wait_for_workers(pid: u32, n: usize, within: Duration) -> Vec<(u32, String)> 
     let deadline = Instant::now() + within;
     loop {
         let workers = workers_of(pid);
-        let named = workers.iter().all(|(_, name)| name.starts_with("l07-worker-"));
+        let named = workers
+            .iter()
+            .all(|(_, name)| name.starts_with("l07-worker-"));
         if (workers.len() == n && named) || Instant::now() >= deadline {
             return workers;
         }
