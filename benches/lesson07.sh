@@ -3,7 +3,7 @@
 #
 #   benches/lesson07.sh                          # the real run (a quiet machine, 2 cores)
 #   DURATION=1 RUNS=1 benches/lesson07.sh        # a quick sanity run
-#   PARTS="hello" benches/lesson07.sh            # some parts only: cpu hello lifecycle
+#   PARTS="hello" benches/lesson07.sh            # some parts only: cpu hello slow lifecycle
 #
 # Three parts, with the apps in apps/ and the peers from PyPI in target/venv
 # (scripts/python-env.sh --bench):
@@ -17,6 +17,11 @@
 #              Granian (--workers 2). Requests/s and requests per server
 #              CPU-second (utime+stime of the server's processes).
 #              Goals per CPU-second: >= 12x gunicorn, >= 1.25x Granian.
+#   slow       the rung's failure, in numbers: -w 2 -t 10 with two slow clients
+#              (loadgen --slow 2: request heads dribbled a byte every 2 s), then
+#              with two slow readers (curl --limit-rate 20k of /big?mb=8): how
+#              long a fresh request waits, and how many WORKER TIMEOUTs the
+#              master logged; ours -k sync, ours -k gthread, gunicorn sync.
 #   lifecycle  the arbiters under load (loadgen -c 4, workers.py, -w 2): ours
 #              (sync and gthread) and gunicorn (sync and gthread): the time from
 #              `kill -9` of a worker to its replacement's process (median of 5),
@@ -30,7 +35,7 @@ DURATION=${DURATION:-5}
 RUNS=${RUNS:-3}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
-PARTS=${PARTS:-"cpu hello lifecycle"}
+PARTS=${PARTS:-"cpu hello slow lifecycle"}
 PORT=${PORT:-18007}
 
 cd "$(dirname "$0")/.."
@@ -139,6 +144,45 @@ part_hello() {
     done
 }
 
+# ---------------------------------------------------------------- slow clients
+
+# Seconds a fresh request takes while two slow clients of KIND hold the server.
+fresh_wait() { # kind
+    local slow=() pid took
+    case $1 in
+        heads) "$LOADGEN" -c 0 --slow 2 -d 30s "$URL/" >/dev/null 2>&1 & slow+=($!) ;;
+        readers)
+            for _ in 1 2; do
+                curl -s --limit-rate 20k -o /dev/null "$URL/big?mb=8" & slow+=($!)
+            done ;;
+    esac
+    sleep 1
+    took=$(curl -s -o /dev/null --max-time 60 -w '%{time_total}' "$URL/" || echo "60+")
+    for pid in "${slow[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait "${slow[@]}" 2>/dev/null || true
+    echo "$took"
+}
+
+part_slow() {
+    echo
+    echo "## slow: workers.py, -w 2 -t 10; a fresh curl while two slow clients are connected"
+    echo
+    echo "| server, worker class | fresh request, 2 dribbling clients | fresh request, 2 slow readers | WORKER TIMEOUT lines |"
+    echo "|---|---|---|---|"
+    local kind server heads readers
+    local -A cls=([ours-sync]="-k sync" [ours-gthread]="-k gthread" [gunicorn-sync]="-k sync")
+    for kind in ours-sync ours-gthread gunicorn-sync; do
+        server=${kind%-*}
+        # shellcheck disable=SC2086
+        start 0,1 "$server" workers -w 2 -t 10 ${cls[$kind]}
+        heads=$(fresh_wait heads)
+        sleep 2 # the killed workers' replacements boot
+        readers=$(fresh_wait readers)
+        echo "| $kind | $heads s | $readers s | $(grep -c 'WORKER TIMEOUT' "$TMP/server.err" || true) |"
+        stop_server
+    done
+}
+
 # ---------------------------------------------------------------- (c) lifecycle
 
 # Load in the background for SECONDS; `failed` then reads its JSON.
@@ -211,7 +255,8 @@ for part in $PARTS; do
     case $part in
         cpu) part_cpu ;;
         hello) part_hello ;;
+        slow) part_slow ;;
         lifecycle) part_lifecycle ;;
-        *) echo "lesson07.sh: PARTS: unknown part '$part' (cpu hello lifecycle)" >&2; exit 2 ;;
+        *) echo "lesson07.sh: PARTS: unknown part '$part' (cpu hello slow lifecycle)" >&2; exit 2 ;;
     esac
 done
