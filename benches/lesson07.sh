@@ -157,7 +157,7 @@ fresh_wait() { # kind
             done ;;
     esac
     sleep 1
-    took=$(curl -s -o /dev/null --max-time 60 -w '%{time_total}' "$URL/" || echo "60+")
+    took=$(curl -s -o /dev/null --max-time 60 -w '%{time_total}' "$URL/" | awk '{printf "%.2f", $1}' || echo "60+")
     for pid in "${slow[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait "${slow[@]}" 2>/dev/null || true
     echo "$took"
