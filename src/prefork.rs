@@ -64,6 +64,7 @@ Examples:
   cargo run --bin lesson07_prefork -- -w 2 --pid /tmp/l07.pid --chdir apps workers:app
   kill -TTIN $(cat /tmp/l07.pid)
   cargo run --bin lesson07_prefork -- -k gthread --threads 4 -w 2 --chdir apps hello:app
+  scripts/python-env.sh               (once: Flask, Werkzeug, WebOb in target/venv)
   cargo run --bin lesson07_prefork -- --python target/venv -w 2 --chdir apps flask_login:app";
 
 /// gunicorn's flags, with gunicorn's meanings and defaults.
@@ -108,6 +109,7 @@ pub struct Options {
     #[arg(long, value_name = "DIR")]
     pub chdir: Option<PathBuf>,
     /// The Python whose packages the app sees: a venv directory or a python executable
+    /// [default: $VIRTUAL_ENV, else the Python this server was built with]
     #[arg(long, value_name = "PATH")]
     pub python: Option<PathBuf>,
     /// Append the logs (stderr) to FILE; USR1 reopens it after a log rotation
