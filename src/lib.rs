@@ -20,6 +20,7 @@
 //! | [`http_connection`] | 05 | one connection's state machine on the event loop |
 //! | `python` | 06 | CPython inside the server: start it, load the app, stop it (feature `python`) |
 //! | `wsgi` | 06 | the WSGI gateway (PEP 3333) from the server's side (feature `python`) |
+//! | [`upstream`] | 08 | a proxy's HTTP: hop-by-hop headers, forwarding, whole responses |
 
 // Only `python` (CPython's C API) may use `unsafe`; it says so itself.
 #![deny(unsafe_code)]
@@ -38,5 +39,6 @@ pub mod readiness;
 pub mod shutdown;
 pub mod static_files;
 pub mod trace;
+pub mod upstream;
 #[cfg(feature = "python")]
 pub mod wsgi;
