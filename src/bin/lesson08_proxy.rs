@@ -408,7 +408,16 @@ impl Proxy {
 
     /// Do all an upstream connection allows until WouldBlock: finish the
     /// handshake, write the request, read the response as fast as it comes.
+    /// Then make sure a wake-up comes by the request's deadline.
     fn step(&mut self, slot: usize, cx: &mut Context<'_>) {
+        self.advance(slot, cx);
+        let job = self.links.get(slot).and_then(|l| l.as_ref()?.job.as_ref());
+        if let Some(deadline) = job.map(|job| job.deadline) {
+            self.wake_at(deadline, cx);
+        }
+    }
+
+    fn advance(&mut self, slot: usize, cx: &mut Context<'_>) {
         let Some(Some(link)) = self.links.get_mut(slot) else {
             return; // closed earlier in this batch of events
         };
