@@ -391,7 +391,11 @@ impl EventLoop {
     fn handler_timers<H: Handler>(&mut self, handler: &mut H) {
         let now = Instant::now();
         let mut due = false;
-        while self.wake_ups.peek().is_some_and(|Reverse(when)| *when <= now) {
+        while self
+            .wake_ups
+            .peek()
+            .is_some_and(|Reverse(when)| *when <= now)
+        {
             self.wake_ups.pop();
             due = true;
         }
@@ -590,7 +594,9 @@ fn trace_events(timeout: Option<Duration>, events: &[Event]) {
             let name = match event.token {
                 LISTENER => "listener".to_string(),
                 WAKER => "waker".to_string(),
-                Token(n) if n >= HANDLER_TOKENS => format!("handler's token {}", n - HANDLER_TOKENS),
+                Token(n) if n >= HANDLER_TOKENS => {
+                    format!("handler's token {}", n - HANDLER_TOKENS)
+                }
                 Token(n) => format!("token {n}"),
             };
             match (event.readable, event.writable) {

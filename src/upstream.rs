@@ -79,7 +79,9 @@ pub struct Forwarding {
 pub fn write_request(out: &mut Vec<u8>, request: &Request, body: &[u8], from: Forwarding) {
     let _ = write!(out, "{} ", request.method);
     match request.target.form() {
-        TargetForm::Absolute { .. } => out.extend_from_slice(request.target.origin_form().as_bytes()),
+        TargetForm::Absolute { .. } => {
+            out.extend_from_slice(request.target.origin_form().as_bytes())
+        }
         _ => out.extend_from_slice(request.target.as_str().as_bytes()),
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
@@ -90,7 +92,10 @@ pub fn write_request(out: &mut Vec<u8>, request: &Request, body: &[u8], from: Fo
     for header in end_to_end(&request.headers) {
         let name = header.name.as_str();
         // Host is written above; the body is whole, nobody waits for a 100.
-        if ["host", "expect"].iter().any(|n| name.eq_ignore_ascii_case(n)) {
+        if ["host", "expect"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n))
+        {
             continue;
         }
         if name.eq_ignore_ascii_case("x-forwarded-for") {
@@ -112,7 +117,11 @@ pub fn write_request(out: &mut Vec<u8>, request: &Request, body: &[u8], from: Fo
         out.extend_from_slice(earlier);
         out.extend_from_slice(b", ");
     }
-    let _ = write!(out, "{}\r\nX-Forwarded-Proto: {}\r\n", from.client, from.proto);
+    let _ = write!(
+        out,
+        "{}\r\nX-Forwarded-Proto: {}\r\n",
+        from.client, from.proto
+    );
     // RFC 7239 §4: `for` is a node; an IPv6 one is quoted and bracketed
     // (§6); a new element is appended after a comma (§7.1).
     out.extend_from_slice(b"Forwarded: ");
@@ -130,8 +139,8 @@ pub fn write_request(out: &mut Vec<u8>, request: &Request, body: &[u8], from: Fo
     }
     out.extend_from_slice(b"\r\n");
     // A body, or a method whose request has one by its nature: say its size.
-    let had_body = request.header("content-length").is_some()
-        || request.header("transfer-encoding").is_some();
+    let had_body =
+        request.header("content-length").is_some() || request.header("transfer-encoding").is_some();
     if !body.is_empty() || had_body {
         let _ = write!(out, "Content-Length: {}\r\n", body.len());
     }
@@ -300,9 +309,10 @@ impl ResponseReader {
     /// Only meaningful once the response is whole.
     pub fn keep_alive(&self) -> bool {
         self.head.as_ref().is_some_and(|(head, _)| {
-            head.keep_alive() && head.body_framing(self.request_was_head).is_ok_and(|f| {
-                f != crate::http::BodyFraming::UntilClose
-            })
+            head.keep_alive()
+                && head
+                    .body_framing(self.request_was_head)
+                    .is_ok_and(|f| f != crate::http::BodyFraming::UntilClose)
         })
     }
 
@@ -402,7 +412,11 @@ mod tests {
     #[test]
     fn a_response_cut_short_is_an_error_and_close_delimited_is_not() {
         let mut reader = ResponseReader::new(false, limits());
-        assert!(!reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc").unwrap());
+        assert!(
+            !reader
+                .feed(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc")
+                .unwrap()
+        );
         assert!(reader.feed_eof().is_err());
         let mut reader = ResponseReader::new(false, limits());
         assert!(!reader.feed(b"HTTP/1.0 200 OK\r\n\r\nabc").unwrap());

@@ -88,14 +88,24 @@ impl Fake {
 }
 
 /// Serve requests on one connection until the proxy closes it.
-fn serve(mut stream: TcpStream, behaviour: Behaviour, seen: &Mutex<Vec<Seen>>, written: &Mutex<Option<Instant>>) {
+fn serve(
+    mut stream: TcpStream,
+    behaviour: Behaviour,
+    seen: &Mutex<Vec<Seen>>,
+    written: &Mutex<Option<Instant>>,
+) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 64 * 1024];
     loop {
         let mut first_byte = None;
         let (head_len, body_len) = loop {
-            if let Ok(Parsed::Complete { request, consumed }) = parse_request(&buf, &Limits::default()) {
-                let body = match request.body_framing(&Limits { max_body: u64::MAX, ..Limits::default() }) {
+            if let Ok(Parsed::Complete { request, consumed }) =
+                parse_request(&buf, &Limits::default())
+            {
+                let body = match request.body_framing(&Limits {
+                    max_body: u64::MAX,
+                    ..Limits::default()
+                }) {
                     Ok(BodyFraming::Length(n)) => n as usize,
                     _ => 0,
                 };
@@ -113,7 +123,10 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, seen: &Mutex<Vec<Seen>>, w
         };
         let raw: Vec<u8> = buf.drain(..head_len + body_len).collect();
         let first_byte = first_byte.unwrap_or_else(Instant::now);
-        seen.lock().unwrap().push(Seen { raw: raw.clone(), first_byte });
+        seen.lock().unwrap().push(Seen {
+            raw: raw.clone(),
+            first_byte,
+        });
         let answer = match behaviour {
             Behaviour::Silent => {
                 thread::sleep(Duration::from_secs(60));
@@ -130,7 +143,8 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, seen: &Mutex<Vec<Seen>>, w
                 out
             }
             Behaviour::Big(n) => {
-                let mut out = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").into_bytes();
+                let mut out =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").into_bytes();
                 if !raw.starts_with(b"HEAD ") {
                     out.extend((0..n).map(|i| (i % 251) as u8));
                 }
@@ -183,11 +197,21 @@ fn hello_through_the_proxy_with_keep_alive() {
     let mut stream = server.connect().unwrap();
     for _ in 0..3 {
         let response = get(&mut stream, "/hello");
-        assert_eq!((response.status, response.body.as_slice()), (200, &b"Hello, World!\n"[..]));
+        assert_eq!(
+            (response.status, response.body.as_slice()),
+            (200, &b"Hello, World!\n"[..])
+        );
         assert_eq!(response.header("connection"), Some("keep-alive"));
     }
-    let log = format!("\"GET /hello HTTP/1.1\" 200 14 upstream {} in ", upstream.addr);
-    assert!(server.wait_for_stderr(&log, IO_TIMEOUT), "{}", server.stderr());
+    let log = format!(
+        "\"GET /hello HTTP/1.1\" 200 14 upstream {} in ",
+        upstream.addr
+    );
+    assert!(
+        server.wait_for_stderr(&log, IO_TIMEOUT),
+        "{}",
+        server.stderr()
+    );
 }
 
 /// Twenty clients sending their heads byte by byte and one sending half a
@@ -204,19 +228,29 @@ fn slow_clients_do_not_delay_others() {
         })
         .collect();
     let mut half_body = server.connect().unwrap();
-    half_body.write_all(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345").unwrap();
+    half_body
+        .write_all(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
+        .unwrap();
     slow.push(half_body);
     let mut fresh = server.connect().unwrap();
     let response = get(&mut fresh, "/fresh");
     assert_eq!(response.status, 200);
     assert!(response.body.starts_with(b"GET /fresh HTTP/1.1\r\n"));
-    assert_eq!(fake.requests(), 1, "only the fresh request reached the upstream");
+    assert_eq!(
+        fake.requests(),
+        1,
+        "only the fresh request reached the upstream"
+    );
     assert_eq!(fake.connections.load(Ordering::SeqCst), 1);
     // The slow ones are still connected, and one finishing is served too.
     let mut last = slow.pop().unwrap();
     last.write_all(b"67890").unwrap();
     let response = read_response(&mut last, &mut Vec::new(), false).unwrap();
-    assert!(response.body.ends_with(b"\r\n\r\n1234567890"), "{}", escaped(&response.body));
+    assert!(
+        response.body.ends_with(b"\r\n\r\n1234567890"),
+        "{}",
+        escaped(&response.body)
+    );
 }
 
 /// A 3 MiB upload sent in four pieces, 200 ms apart, reaches the upstream
@@ -227,7 +261,10 @@ fn a_large_upload_reaches_the_upstream_whole_and_only_once_complete() {
     let server = proxy(&[fake.arg()], &["--quiet", "--client-max-body-size", "8m"]);
     let body: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 253) as u8).collect();
     let mut stream = server.connect().unwrap();
-    let head = format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len());
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
     stream.write_all(head.as_bytes()).unwrap();
     for piece in body.chunks(body.len() / 4) {
         thread::sleep(Duration::from_millis(200));
@@ -238,7 +275,10 @@ fn a_large_upload_reaches_the_upstream_whole_and_only_once_complete() {
     assert_eq!(response.status, 200);
     let seen = fake.seen.lock().unwrap();
     assert_eq!(seen.len(), 1);
-    assert!(seen[0].first_byte >= sent, "the upstream heard of the upload before it was complete");
+    assert!(
+        seen[0].first_byte >= sent,
+        "the upstream heard of the upload before it was complete"
+    );
     assert!(seen[0].raw.ends_with(&body), "the upload arrived changed");
     assert!(response.body.ends_with(&body));
 }
@@ -253,20 +293,42 @@ fn a_slow_reader_of_a_large_response_frees_the_upstream_immediately() {
     let fake = Fake::start(Behaviour::Big(SIZE));
     let temp = std::env::temp_dir().join(format!("lesson08-spool-{}", std::process::id()));
     std::fs::create_dir_all(&temp).unwrap();
-    let server = proxy(&[fake.arg()], &["--quiet", "--temp-dir", temp.to_str().unwrap()]);
+    let server = proxy(
+        &[fake.arg()],
+        &["--quiet", "--temp-dir", temp.to_str().unwrap()],
+    );
     let mut stream = server.connect().unwrap();
-    stream.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    eventually("the upstream wrote its whole answer", || fake.written.lock().unwrap().is_some());
-    assert_eq!(std::fs::read_dir(&temp).unwrap().count(), 0, "the temporary file is visible");
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    eventually("the upstream wrote its whole answer", || {
+        fake.written.lock().unwrap().is_some()
+    });
+    assert_eq!(
+        std::fs::read_dir(&temp).unwrap().count(),
+        0,
+        "the temporary file is visible"
+    );
     // The upstream's connection is free: a second client is served on it.
     let mut other = server.connect().unwrap();
-    other.write_all(b"HEAD /big HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    other
+        .write_all(b"HEAD /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let head = read_response(&mut other, &mut Vec::new(), true).unwrap();
-    assert_eq!(head.header("content-length"), Some(SIZE.to_string().as_str()));
+    assert_eq!(
+        head.header("content-length"),
+        Some(SIZE.to_string().as_str())
+    );
     assert_eq!(fake.connections.load(Ordering::SeqCst), 1);
     let response = read_response(&mut stream, &mut Vec::new(), false).unwrap();
     assert_eq!(response.body.len(), SIZE);
-    assert!(response.body.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    assert!(
+        response
+            .body
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == (i % 251) as u8)
+    );
     let _ = std::fs::remove_dir_all(&temp);
 }
 
@@ -286,14 +348,31 @@ fn hop_by_hop_headers_are_removed_and_forwarding_headers_added() {
         .unwrap();
     let response = read_response(&mut stream, &mut Vec::new(), false).unwrap();
     let sent = String::from_utf8(response.body.clone()).unwrap();
-    assert!(sent.starts_with("GET /path?q=1 HTTP/1.1\r\nHost: example.com\r\n"), "{sent}");
-    for gone in ["X-Secret", "Keep-Alive", "TE:", "Trailer", "Upgrade", "Proxy-Authorization", "Connection"] {
+    assert!(
+        sent.starts_with("GET /path?q=1 HTTP/1.1\r\nHost: example.com\r\n"),
+        "{sent}"
+    );
+    for gone in [
+        "X-Secret",
+        "Keep-Alive",
+        "TE:",
+        "Trailer",
+        "Upgrade",
+        "Proxy-Authorization",
+        "Connection",
+    ] {
         assert!(!sent.contains(gone), "{gone} was forwarded: {sent}");
     }
     assert!(sent.contains("X-End-To-End: kept\r\n"), "{sent}");
-    assert!(sent.contains("X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n"), "{sent}");
+    assert!(
+        sent.contains("X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n"),
+        "{sent}"
+    );
     assert!(sent.contains("X-Forwarded-Proto: http\r\n"), "{sent}");
-    assert!(sent.contains("Forwarded: for=10.0.0.1, for=127.0.0.1;proto=http;host=\"example.com\"\r\n"), "{sent}");
+    assert!(
+        sent.contains("Forwarded: for=10.0.0.1, for=127.0.0.1;proto=http;host=\"example.com\"\r\n"),
+        "{sent}"
+    );
     assert_eq!(response.header("x-upstream"), Some("fake"));
     assert_eq!(response.header("x-hop"), None, "{}", response.head);
     assert_eq!(response.header("keep-alive"), None, "{}", response.head);
@@ -355,13 +434,20 @@ fn an_upstream_killed_mid_run_loses_no_idempotent_request() {
 /// Nothing listens where the only upstream should be: 502, the ladder's page.
 #[test]
 fn all_upstreams_down_is_502() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let nowhere = format!("127.0.0.1:{port}");
     let server = proxy(&[nowhere.clone(), nowhere], &[]);
     let mut stream = server.connect().unwrap();
     let response = get(&mut stream, "/x");
     assert_eq!(response.status, 502);
-    assert_eq!(response.body, b"502 Bad Gateway: no upstream could be reached\n");
+    assert_eq!(
+        response.body,
+        b"502 Bad Gateway: no upstream could be reached\n"
+    );
     assert!(server.wait_for_stderr("marked down", IO_TIMEOUT));
     assert!(server.wait_for_stderr("\"GET /x HTTP/1.1\" 502 - upstream -", IO_TIMEOUT));
 }
@@ -407,7 +493,10 @@ fn static_prefixes_are_served_by_the_proxy() {
     let server = proxy(&[fake.arg()], &["--quiet", "--static", &flag]);
     let mut stream = server.connect().unwrap();
     let response = get(&mut stream, "/static/a.txt");
-    assert_eq!((response.status, response.body.as_slice()), (200, &b"from disk\n"[..]));
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (200, &b"from disk\n"[..])
+    );
     assert_eq!(fake.requests(), 0);
     let mut stream = server.connect().unwrap();
     assert_eq!(get(&mut stream, "/static/missing").status, 404); // and closes
@@ -424,21 +513,34 @@ fn bad_input_gets_the_ladders_answers() {
     let fake = Fake::start(Behaviour::Echo);
     let server = proxy(&[fake.arg()], &["--quiet", "--client-max-body-size", "10"]);
     let long_line = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
-    let huge_header = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(70_000));
+    let huge_header = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70_000)
+    );
     let cases: [(&[u8], &str); 7] = [
         (b"GARBAGE\r\n\r\n", "400"),
         (b"GET / HTTP/1.1\r\n\r\n", "400"), // no Host
-        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n", "413"),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n",
+            "413",
+        ),
         (long_line.as_bytes(), "414"),
         (huge_header.as_bytes(), "431"),
-        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "501"),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "501",
+        ),
         (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", "505"),
     ];
     for (request, status) in cases {
         let mut stream = server.connect().unwrap();
         let bytes = common::exchange(&mut stream, request).unwrap();
         let text = String::from_utf8_lossy(&bytes);
-        assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{}: {text}", escaped(&request[..20]));
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{}: {text}",
+            escaped(&request[..20])
+        );
     }
     let connect = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
     let bytes = common::exchange(&mut server.connect().unwrap(), connect).unwrap();
@@ -455,7 +557,9 @@ fn sigterm_and_sigint_exit_zero() {
         let mut server = proxy(&[upstream.addr.to_string()], &["--quiet"]);
         assert_eq!(get(&mut server.connect().unwrap(), "/hello").status, 200);
         server.signal(signal).unwrap();
-        let status = server.wait_exit(IO_TIMEOUT).expect("the proxy did not exit");
+        let status = server
+            .wait_exit(IO_TIMEOUT)
+            .expect("the proxy did not exit");
         assert_eq!(status.code(), Some(0), "{signal}: {status:?}");
     }
 }

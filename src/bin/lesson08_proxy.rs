@@ -124,7 +124,7 @@ struct Args {
     proxy_max_temp_file_size: u64,
 
     /// Directory for those temporary files (nginx's proxy_temp_path)
-    #[arg(long, value_name = "DIR", default_value_os_t = std::env::temp_dir())]
+    #[arg(long, value_name = "DIR", default_value = "/tmp")]
     temp_dir: PathBuf,
 
     /// Most client connections open at once; more are answered 503
@@ -151,7 +151,9 @@ fn run(args: Args) -> io::Result<()> {
         statics.push((prefix.clone(), root));
     }
     if args.upstreams.len() > 64 {
-        return Err(io::Error::other("at most 64 --upstream (a request's tries are a u64)"));
+        return Err(io::Error::other(
+            "at most 64 --upstream (a request's tries are a u64)",
+        ));
     }
     let secs = Duration::from_secs;
     let config = Config {
@@ -227,7 +229,12 @@ struct Upstream {
 impl Upstream {
     fn new(addr: SocketAddr) -> Upstream {
         let (idle, active, down_until) = (Vec::new(), 0, None);
-        Upstream { addr, idle, active, down_until }
+        Upstream {
+            addr,
+            idle,
+            active,
+            down_until,
+        }
     }
 }
 
@@ -276,7 +283,13 @@ impl Handler for Proxy {
     /// A whole request is in, body and all (`http_connection` read it at
     /// the client's pace; no upstream knew it existed). Serve a file, or
     /// pass it on and answer later, when the upstream's whole answer is in.
-    fn handle_with(&mut self, request: &Request, body: Vec<u8>, client: Client, cx: &mut Context<'_>) -> Answer {
+    fn handle_with(
+        &mut self,
+        request: &Request,
+        body: Vec<u8>,
+        client: Client,
+        cx: &mut Context<'_>,
+    ) -> Answer {
         if let Some(response) = self.static_file(request) {
             return Answer::Now(response);
         }
@@ -285,7 +298,10 @@ impl Handler for Proxy {
             return Answer::Now(Response::error(501, detail));
         }
         let mut bytes = Vec::with_capacity(512 + body.len());
-        let from = Forwarding { client: client.peer.ip(), proto: "http" };
+        let from = Forwarding {
+            client: client.peer.ip(),
+            proto: "http",
+        };
         write_request(&mut bytes, request, &body, from);
         let method = request.method.as_str();
         let job = Job {
@@ -317,13 +333,22 @@ impl Handler for Proxy {
     fn on_timer(&mut self, now: Instant, cx: &mut Context<'_>) {
         self.timer = None;
         let late: Vec<usize> = (self.links.iter().enumerate())
-            .filter(|(_, l)| l.as_ref().and_then(|l| l.job.as_ref()).is_some_and(|j| j.deadline <= now))
+            .filter(|(_, l)| {
+                l.as_ref()
+                    .and_then(|l| l.job.as_ref())
+                    .is_some_and(|j| j.deadline <= now)
+            })
             .map(|(slot, _)| slot)
             .collect();
         for slot in late {
             self.fail(slot, Failure::TimedOut, "timed out", cx);
         }
-        let next = self.links.iter().flatten().filter_map(|l| Some(l.job.as_ref()?.deadline)).min();
+        let next = self
+            .links
+            .iter()
+            .flatten()
+            .filter_map(|l| Some(l.job.as_ref()?.deadline))
+            .min();
         if let Some(when) = next {
             self.wake_at(when, cx);
         }
@@ -334,12 +359,18 @@ impl Proxy {
     /// `--static PREFIX=DIR`: the URL without its prefix, served from DIR
     /// by rung 4's code, as nginx serves static files and passes the rest on.
     fn static_file(&self, request: &Request) -> Option<Response> {
-        let (prefix, root) = self.statics.iter().find(|(p, _)| request.path().starts_with(p.as_str()))?;
+        let (prefix, root) = self
+            .statics
+            .iter()
+            .find(|(p, _)| request.path().starts_with(p.as_str()))?;
         let rest = request.path()[prefix.len()..].trim_start_matches('/');
         let query = if request.target.has_query() { "?" } else { "" };
         let raw = format!("/{rest}{query}{}", request.query());
         let target = Target::parse(&request.method, &raw).ok()?;
-        let local = Request { target, ..request.clone() };
+        let local = Request {
+            target,
+            ..request.clone()
+        };
         Some(static_files::respond(root, &local))
     }
 
@@ -352,7 +383,14 @@ impl Proxy {
                 Failure::TimedOut => (504, "the upstream did not answer in time"),
                 _ => (502, "no upstream could be reached"),
             };
-            access_log(job.peer, &job.request_line, status, None, "-", job.started.elapsed());
+            access_log(
+                job.peer,
+                &job.request_line,
+                status,
+                None,
+                "-",
+                job.started.elapsed(),
+            );
             return cx.respond(job.ticket, Response::error(status, why));
         };
         job.tried |= 1 << up;
@@ -379,14 +417,22 @@ impl Proxy {
         trace!("connect({addr}) -> in progress, slot {slot}");
         let token = Token(HANDLER_TOKENS + slot);
         let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(err) = cx.poll().register(std::os::fd::AsFd::as_fd(&stream), token, interest) {
+        if let Err(err) = cx
+            .poll()
+            .register(std::os::fd::AsFd::as_fd(&stream), token, interest)
+        {
             self.free.push(slot);
             return self.refused(up, job, &err.to_string(), cx);
         }
         job.deadline = Instant::now() + Duration::from_secs(self.args.proxy_connect_timeout);
         self.wake_at(job.deadline, cx);
         let (job, reused) = (Some(job), false);
-        self.links[slot] = Some(Link { stream, upstream: up, job, reused });
+        self.links[slot] = Some(Link {
+            stream,
+            upstream: up,
+            job,
+            reused,
+        });
     }
 
     /// Round robin or least-conn, among the upstreams not tried yet for
@@ -435,7 +481,12 @@ impl Proxy {
         };
         if !job.connected {
             // mio's recipe: an error, or no peer yet (still connecting).
-            match link.stream.take_error().and_then(|e| e.map_or(Ok(()), Err)).and_then(|()| link.stream.peer_addr()) {
+            match link
+                .stream
+                .take_error()
+                .and_then(|e| e.map_or(Ok(()), Err))
+                .and_then(|()| link.stream.peer_addr())
+            {
                 Err(err) if err.kind() == io::ErrorKind::NotConnected => return,
                 Err(err) => return self.fail(slot, Failure::Refused, &err.to_string(), cx),
                 Ok(_) => job.connected = true,
@@ -450,7 +501,11 @@ impl Proxy {
                 Err(err) => return self.fail(slot, Failure::Broken, &err.to_string(), cx),
             }
             job.deadline = Instant::now() + read_timeout;
-            trace!("write(upstream slot {slot}) -> {} of {} bytes", job.written, job.bytes.len());
+            trace!(
+                "write(upstream slot {slot}) -> {} of {} bytes",
+                job.written,
+                job.bytes.len()
+            );
         }
         loop {
             let got = (&link.stream).read(&mut self.scratch);
@@ -481,7 +536,9 @@ impl Proxy {
     /// loop writes it at the client's pace), and free the upstream at once:
     /// back to the pool if it keeps the connection, else closed.
     fn finish(&mut self, slot: usize, cx: &mut Context<'_>) {
-        let link = self.links[slot].as_mut().expect("finish is called on a live link");
+        let link = self.links[slot]
+            .as_mut()
+            .expect("finish is called on a live link");
         let job = link.job.take().expect("finish is called on a busy link");
         let up = link.upstream;
         let keep = job.reader.keep_alive();
@@ -490,10 +547,24 @@ impl Proxy {
         let addr = self.upstreams[up].addr;
         let response = match job.reader.into_response() {
             Ok(response) => response,
-            Err(err) => Response::error(502, &format!("the upstream's answer could not be kept: {err}")),
+            Err(err) => Response::error(
+                502,
+                &format!("the upstream's answer could not be kept: {err}"),
+            ),
         };
-        let size = if job.is_head { Some(0) } else { response.body_len() };
-        access_log(job.peer, &job.request_line, response.status, size, addr, elapsed);
+        let size = if job.is_head {
+            Some(0)
+        } else {
+            response.body_len()
+        };
+        access_log(
+            job.peer,
+            &job.request_line,
+            response.status,
+            size,
+            addr,
+            elapsed,
+        );
         let ticket = job.ticket;
         cx.respond(ticket, response);
         if keep && self.upstreams[up].idle.len() < self.args.keepalive {
@@ -509,7 +580,9 @@ impl Proxy {
     /// to another upstream if sending it twice is harmless: it never
     /// reached the first, or its method is idempotent.
     fn fail(&mut self, slot: usize, failure: Failure, why: &str, cx: &mut Context<'_>) {
-        let link = self.links[slot].as_mut().expect("fail is called on a live link");
+        let link = self.links[slot]
+            .as_mut()
+            .expect("fail is called on a live link");
         let mut job = link.job.take().expect("fail is called on a busy link");
         let (up, reused) = (link.upstream, link.reused);
         self.close(slot, why, cx);
@@ -529,8 +602,18 @@ impl Proxy {
             return self.dispatch(job, cx);
         }
         let addr = self.upstreams[up].addr;
-        access_log(job.peer, &job.request_line, 502, None, addr, job.started.elapsed());
-        cx.respond(job.ticket, Response::error(502, "the upstream failed mid-request"));
+        access_log(
+            job.peer,
+            &job.request_line,
+            502,
+            None,
+            addr,
+            job.started.elapsed(),
+        );
+        cx.respond(
+            job.ticket,
+            Response::error(502, "the upstream failed mid-request"),
+        );
     }
 
     fn refused(&mut self, up: usize, job: Job, why: &str, cx: &mut Context<'_>) {
@@ -542,7 +625,10 @@ impl Proxy {
     fn mark_down(&mut self, up: usize, why: &str) {
         let upstream = &mut self.upstreams[up];
         upstream.down_until = Some(Instant::now() + Duration::from_secs(self.args.fail_timeout));
-        eprintln!("upstream {} marked down for {} s: {why}", upstream.addr, self.args.fail_timeout);
+        eprintln!(
+            "upstream {} marked down for {} s: {why}",
+            upstream.addr, self.args.fail_timeout
+        );
     }
 
     /// Close an upstream connection and free its slot. Dropping the stream
@@ -566,7 +652,14 @@ impl Proxy {
 
 /// One access-log line: the client's, then the upstream and its time
 /// (nginx's `$upstream_addr` and `$upstream_response_time`).
-fn access_log(peer: SocketAddr, line: &str, status: u16, size: Option<u64>, upstream: impl std::fmt::Display, took: Duration) {
+fn access_log(
+    peer: SocketAddr,
+    line: &str,
+    status: u16,
+    size: Option<u64>,
+    upstream: impl std::fmt::Display,
+    took: Duration,
+) {
     if log::quiet() {
         return;
     }
@@ -579,14 +672,21 @@ fn access_log(peer: SocketAddr, line: &str, status: u16, size: Option<u64>, upst
 /// `HOST:PORT`, looked up once at start-up.
 fn upstream_addr(text: &str) -> Result<SocketAddr, String> {
     let hint = format!("'{text}' is not HOST:PORT (e.g. 127.0.0.1:8007)");
-    text.to_socket_addrs().map_err(|e| format!("{hint}: {e}"))?.next().ok_or(hint)
+    text.to_socket_addrs()
+        .map_err(|e| format!("{hint}: {e}"))?
+        .next()
+        .ok_or(hint)
 }
 
 /// `PREFIX=DIR`, the prefix a URL path: `/static/=./www`.
 fn static_dir(text: &str) -> Result<(String, PathBuf), String> {
     match text.split_once('=') {
-        Some((prefix, dir)) if prefix.starts_with('/') && !dir.is_empty() => Ok((prefix.to_string(), dir.into())),
-        _ => Err(format!("'{text}' is not PREFIX=DIR with PREFIX a path (e.g. /static/=./www)")),
+        Some((prefix, dir)) if prefix.starts_with('/') && !dir.is_empty() => {
+            Ok((prefix.to_string(), dir.into()))
+        }
+        _ => Err(format!(
+            "'{text}' is not PREFIX=DIR with PREFIX a path (e.g. /static/=./www)"
+        )),
     }
 }
 
@@ -594,11 +694,17 @@ fn static_dir(text: &str) -> Result<(String, PathBuf), String> {
 fn size(text: &str) -> Result<u64, String> {
     let lower = text.to_ascii_lowercase();
     let (digits, unit) = match lower.strip_suffix(['k', 'm', 'g']) {
-        Some(digits) => (digits, 1u64 << (10 * (1 + "kmg".find(&lower[lower.len() - 1..]).unwrap_or(0)))),
+        Some(digits) => (
+            digits,
+            1u64 << (10 * (1 + "kmg".find(&lower[lower.len() - 1..]).unwrap_or(0))),
+        ),
         None => (lower.as_str(), 1),
     };
-    let n: u64 = digits.parse().map_err(|_| format!("'{text}' is not a size (e.g. 65536, 64k, 1m)"))?;
-    n.checked_mul(unit).ok_or_else(|| format!("'{text}' is too large"))
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (e.g. 65536, 64k, 1m)"))?;
+    n.checked_mul(unit)
+        .ok_or_else(|| format!("'{text}' is too large"))
 }
 
 /// Timeouts up to a day: a deadline is `Instant + timeout`, which must not overflow.
