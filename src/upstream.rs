@@ -10,10 +10,13 @@
 //! "hop-by-hop"): they must not cross. Others say who the original client
 //! was, which the upstream can no longer see for itself (RFC 7239).
 
+use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::http::{
     Body, BodyDecoder, Header, Request, Response, ResponseHeadIn, TargetForm, parse_response,
@@ -344,6 +347,136 @@ impl ResponseReader {
     }
 }
 
+/// How a proxy picks the upstream for each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Balance {
+    /// Each upstream in turn
+    RoundRobin,
+    /// The upstream with the fewest requests in flight
+    LeastConn,
+}
+
+/// One server behind the proxy, as the proxy sees it.
+#[derive(Debug)]
+pub struct Server {
+    pub addr: SocketAddr,
+    /// The proxy's idle, kept-alive connections to it (its own ids for them).
+    pub idle: Vec<usize>,
+    /// Requests in flight to it: least-conn's measure.
+    pub active: usize,
+    /// Refused or timed out lately: left alone until then (nginx's
+    /// `fail_timeout`, with `max_fails=1`).
+    pub down_until: Option<Instant>,
+}
+
+/// The servers behind a proxy (nginx's `upstream` block) and the choice
+/// among them.
+#[derive(Debug)]
+pub struct Group {
+    pub servers: Vec<Server>,
+    balance: Balance,
+    fail_timeout: Duration,
+    /// Round robin's position: the next server to try first.
+    next: usize,
+}
+
+impl Group {
+    pub fn new(addrs: &[SocketAddr], balance: Balance, fail_timeout: Duration) -> Group {
+        let server = |&addr| Server {
+            addr,
+            idle: Vec::new(),
+            active: 0,
+            down_until: None,
+        };
+        let servers = addrs.iter().map(server).collect();
+        Group {
+            servers,
+            balance,
+            fail_timeout,
+            next: 0,
+        }
+    }
+
+    /// The server for the next request, among those not `tried` (one bit
+    /// each) and not down: the next in turn, or the least busy.
+    pub fn choose(&mut self, tried: u64) -> Option<usize> {
+        let now = Instant::now();
+        let n = self.servers.len();
+        let usable = |i: &usize| {
+            tried & (1 << i) == 0 && self.servers[*i].down_until.is_none_or(|t| t <= now)
+        };
+        let order = (0..n).map(|k| (self.next + k) % n).filter(usable);
+        let chosen = match self.balance {
+            Balance::RoundRobin => order.take(1).next(),
+            Balance::LeastConn => order.min_by_key(|&i| self.servers[i].active),
+        }?;
+        self.next = (chosen + 1) % n;
+        Some(chosen)
+    }
+
+    /// Leave server `i` alone for a while: it refused, or timed out.
+    pub fn mark_down(&mut self, i: usize, why: &str) {
+        let server = &mut self.servers[i];
+        server.down_until = Some(Instant::now() + self.fail_timeout);
+        let secs = self.fail_timeout.as_secs();
+        eprintln!("upstream {} marked down for {secs} s: {why}", server.addr);
+    }
+}
+
+/// `--upstream HOST:PORT`, looked up once at start-up.
+pub fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
+    let hint = format!("'{text}' is not HOST:PORT (e.g. 127.0.0.1:8007)");
+    let mut addrs = text.to_socket_addrs().map_err(|e| format!("{hint}: {e}"))?;
+    addrs.next().ok_or(hint)
+}
+
+/// `--static PREFIX=DIR`, the prefix a URL path: `/static/=./www`.
+pub fn parse_static(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((prefix, dir)) if prefix.starts_with('/') && !dir.is_empty() => {
+            Ok((prefix.to_string(), dir.into()))
+        }
+        _ => Err(format!(
+            "'{text}' is not PREFIX=DIR with PREFIX a path (e.g. /static/=./www)"
+        )),
+    }
+}
+
+/// A size as nginx writes it: `8192`, `64k`, `1m`, `1g`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let bad = || format!("'{text}' is not a size (e.g. 65536, 64k, 1m)");
+    let (digits, shift) = match text.to_ascii_lowercase().chars().last() {
+        Some('k') => (&text[..text.len() - 1], 10),
+        Some('m') => (&text[..text.len() - 1], 20),
+        Some('g') => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+/// One access-log line: the client's, then the upstream (`-`: none was
+/// reached) and its time (nginx's `$upstream_addr`, `$upstream_response_time`).
+pub fn access_log(
+    peer: SocketAddr,
+    line: &str,
+    status: u16,
+    size: Option<u64>,
+    upstream: Option<SocketAddr>,
+    took: Duration,
+) {
+    if crate::log::quiet() {
+        return;
+    }
+    let now = std::time::SystemTime::now();
+    let mut text = crate::log::access_line(peer, line, status, size, now);
+    let ms = took.as_secs_f64() * 1000.0;
+    let upstream = upstream.map_or("-".to_string(), |addr| addr.to_string());
+    let _ = writeln!(text, " upstream {upstream} in {ms:.1} ms");
+    // One write(2): one whole line, even among other writers.
+    let _ = io::stderr().lock().write_all(text.as_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,6 +540,14 @@ mod tests {
         let mut body = String::new();
         file.read_to_string(&mut body).unwrap();
         assert_eq!((len, body.as_str()), (12, "hello, world"));
+    }
+
+    #[test]
+    fn sizes_read_as_nginx_writes_them() {
+        assert_eq!(parse_size("64k"), Ok(65536));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("12"), Ok(12));
+        assert!(parse_size("x").is_err() && parse_size("k").is_err());
     }
 
     #[test]

@@ -27,12 +27,12 @@
 //! → `step` → `finish` / `fail` → `on_timer`.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use mio::net::TcpStream;
 
 use ladder::event_loop::{
@@ -42,8 +42,11 @@ use ladder::http::{Limits, Request, Response, ServerInfo, Target, TargetForm};
 use ladder::http_connection::Settings;
 use ladder::readiness::{Backend, Interest, Token};
 use ladder::static_files::{self, Root};
-use ladder::upstream::{Forwarding, ResponseReader, SpoolLimits, write_request};
-use ladder::{log, trace};
+use ladder::trace;
+use ladder::upstream::{
+    Balance, Forwarding, Group, ResponseReader, SpoolLimits, access_log, parse_size, parse_static,
+    parse_upstream, write_request,
+};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -74,11 +77,11 @@ struct Args {
     listen: ladder::cli::ListenArgs<8>,
 
     /// An app server to pass requests to (repeat for several); nginx's `server` in `upstream`
-    #[arg(long = "upstream", value_name = "HOST:PORT", required = true, value_parser = upstream_addr)]
+    #[arg(long = "upstream", value_name = "HOST:PORT", required = true, value_parser = parse_upstream)]
     upstreams: Vec<SocketAddr>,
 
     /// Serve URLs under PREFIX from DIR ourselves (nginx's `location PREFIX { alias DIR; }`)
-    #[arg(long = "static", value_name = "PREFIX=DIR", value_parser = static_dir)]
+    #[arg(long = "static", value_name = "PREFIX=DIR", value_parser = parse_static)]
     statics: Vec<(String, PathBuf)>,
 
     /// How to pick an upstream for each request
@@ -95,7 +98,7 @@ struct Args {
     keepalive_timeout: u64,
 
     /// Largest request body; larger is 413 (nginx's client_max_body_size)
-    #[arg(long, value_name = "BYTES", default_value = "1m", value_parser = size)]
+    #[arg(long, value_name = "BYTES", default_value = "1m", value_parser = parse_size)]
     client_max_body_size: u64,
 
     /// Seconds to connect to an upstream (nginx's proxy_connect_timeout)
@@ -116,11 +119,11 @@ struct Args {
 
     /// Bytes of one response held in memory; the rest waits in a temporary file
     /// (nginx's proxy_buffers)
-    #[arg(long, value_name = "BYTES", default_value = "64k", value_parser = size)]
+    #[arg(long, value_name = "BYTES", default_value = "64k", value_parser = parse_size)]
     proxy_buffers: u64,
 
     /// Largest temporary file for one response; larger is 502 (nginx's proxy_max_temp_file_size)
-    #[arg(long, value_name = "BYTES", default_value = "1g", value_parser = size)]
+    #[arg(long, value_name = "BYTES", default_value = "1g", value_parser = parse_size)]
     proxy_max_temp_file_size: u64,
 
     /// Directory for those temporary files (nginx's proxy_temp_path)
@@ -130,14 +133,6 @@ struct Args {
     /// Most client connections open at once; more are answered 503
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_connections: usize,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Balance {
-    /// Each upstream in turn
-    RoundRobin,
-    /// The upstream with the fewest requests in flight
-    LeastConn,
 }
 
 /// Set up, then hand over to rung 5's event loop until a signal ends it.
@@ -177,12 +172,11 @@ fn run(args: Args) -> io::Result<()> {
     let remote = server.remote();
     ladder::shutdown::on_termination(move |_| remote.stop())?;
     ladder::cli::announce("http", server.local_addr()?)?;
-    let upstreams = args.upstreams.iter().map(|&addr| Upstream::new(addr));
+    let fail_timeout = Duration::from_secs(args.fail_timeout);
     let mut proxy = Proxy {
-        upstreams: upstreams.collect(),
+        group: Group::new(&args.upstreams, args.balance, fail_timeout),
         links: Vec::new(),
         free: Vec::new(),
-        next: 0,
         timer: None,
         scratch: vec![0; 64 * 1024].into_boxed_slice(),
         statics,
@@ -199,13 +193,13 @@ fn run(args: Args) -> io::Result<()> {
 /// Everything the proxy knows. The event loop owns the client connections;
 /// the proxy owns the upstream side, on the same poll, the same thread.
 struct Proxy {
-    upstreams: Vec<Upstream>,
+    /// The servers behind us, their idle pools, and the balancing
+    /// (`ladder::upstream::Group`).
+    group: Group,
     /// Every upstream connection, by slot; slot `n` has token
     /// `HANDLER_TOKENS + n`, so its events come to `on_socket`.
     links: Vec<Option<Link>>,
     free: Vec<usize>,
-    /// Round robin's position: the next upstream to try first.
-    next: usize,
     /// The wake-up asked of the loop, if any: one at a time is enough.
     timer: Option<Instant>,
     /// One read buffer for every upstream socket: read one at a time.
@@ -213,29 +207,6 @@ struct Proxy {
     statics: Vec<(String, Root)>,
     spool: SpoolLimits,
     args: Args,
-}
-
-/// One server behind the proxy.
-struct Upstream {
-    addr: SocketAddr,
-    /// Slots of idle, kept-alive connections, ready for the next request.
-    idle: Vec<usize>,
-    /// Requests in flight to it: least-conn's measure.
-    active: usize,
-    /// Refused or timed out lately: left alone until then (fail_timeout).
-    down_until: Option<Instant>,
-}
-
-impl Upstream {
-    fn new(addr: SocketAddr) -> Upstream {
-        let (idle, active, down_until) = (Vec::new(), 0, None);
-        Upstream {
-            addr,
-            idle,
-            active,
-            down_until,
-        }
-    }
 }
 
 /// A connection to an upstream: idle in its pool, or carrying one request.
@@ -378,7 +349,7 @@ impl Proxy {
     /// pool if there is one (no handshake), else a new connection. When no
     /// upstream is left to try, answer 502, or 504 if the last one timed out.
     fn dispatch(&mut self, mut job: Job, cx: &mut Context<'_>) {
-        let Some(up) = self.choose(job.tried) else {
+        let Some(up) = self.group.choose(job.tried) else {
             let (status, why) = match job.failure {
                 Failure::TimedOut => (504, "the upstream did not answer in time"),
                 _ => (502, "no upstream could be reached"),
@@ -388,15 +359,15 @@ impl Proxy {
                 &job.request_line,
                 status,
                 None,
-                "-",
+                None,
                 job.started.elapsed(),
             );
             return cx.respond(job.ticket, Response::error(status, why));
         };
         job.tried |= 1 << up;
-        self.upstreams[up].active += 1;
-        let addr = self.upstreams[up].addr;
-        if let Some(slot) = self.upstreams[up].idle.pop() {
+        self.group.servers[up].active += 1;
+        let addr = self.group.servers[up].addr;
+        if let Some(slot) = self.group.servers[up].idle.pop() {
             trace!("upstream {addr}: reusing the idle connection in slot {slot}");
             let link = self.links[slot].as_mut().expect("pooled slots hold a link");
             job.connected = true;
@@ -433,23 +404,6 @@ impl Proxy {
             job,
             reused,
         });
-    }
-
-    /// Round robin or least-conn, among the upstreams not tried yet for
-    /// this request and not down.
-    fn choose(&mut self, tried: u64) -> Option<usize> {
-        let now = Instant::now();
-        let n = self.upstreams.len();
-        let usable = |i: &usize| {
-            tried & (1 << i) == 0 && self.upstreams[*i].down_until.is_none_or(|t| t <= now)
-        };
-        let order = (0..n).map(|k| (self.next + k) % n).filter(usable);
-        let chosen = match self.args.balance {
-            Balance::RoundRobin => order.take(1).next(),
-            Balance::LeastConn => order.min_by_key(|&i| self.upstreams[i].active),
-        }?;
-        self.next = (chosen + 1) % n;
-        Some(chosen)
     }
 
     /// Do all an upstream connection allows until WouldBlock: finish the
@@ -543,8 +497,8 @@ impl Proxy {
         let up = link.upstream;
         let keep = job.reader.keep_alive();
         let elapsed = job.started.elapsed();
-        self.upstreams[up].active -= 1;
-        let addr = self.upstreams[up].addr;
+        self.group.servers[up].active -= 1;
+        let addr = self.group.servers[up].addr;
         let response = match job.reader.into_response() {
             Ok(response) => response,
             Err(err) => Response::error(
@@ -562,14 +516,14 @@ impl Proxy {
             &job.request_line,
             response.status,
             size,
-            addr,
+            Some(addr),
             elapsed,
         );
         let ticket = job.ticket;
         cx.respond(ticket, response);
-        if keep && self.upstreams[up].idle.len() < self.args.keepalive {
+        if keep && self.group.servers[up].idle.len() < self.args.keepalive {
             trace!("upstream {addr}: response complete, slot {slot} back to the idle pool");
-            self.upstreams[up].idle.push(slot);
+            self.group.servers[up].idle.push(slot);
         } else {
             self.close(slot, "the upstream does not keep the connection", cx);
         }
@@ -586,14 +540,14 @@ impl Proxy {
         let mut job = link.job.take().expect("fail is called on a busy link");
         let (up, reused) = (link.upstream, link.reused);
         self.close(slot, why, cx);
-        self.upstreams[up].active -= 1;
+        self.group.servers[up].active -= 1;
         // A pooled connection the upstream closed just as we sent: its old
         // race, not a failure. Try again, this upstream included.
         if reused && failure == Failure::Broken && !job.reader.started() && job.idempotent {
             trace!("stale pooled connection ({why}): retrying");
             job.tried &= !(1 << up);
         } else if failure != Failure::Broken {
-            self.mark_down(up, why);
+            self.group.mark_down(up, why);
         }
         job.failure = failure;
         (job.written, job.connected) = (0, false);
@@ -601,13 +555,13 @@ impl Proxy {
         if job.idempotent || failure == Failure::Refused {
             return self.dispatch(job, cx);
         }
-        let addr = self.upstreams[up].addr;
+        let addr = self.group.servers[up].addr;
         access_log(
             job.peer,
             &job.request_line,
             502,
             None,
-            addr,
+            Some(addr),
             job.started.elapsed(),
         );
         cx.respond(
@@ -617,18 +571,9 @@ impl Proxy {
     }
 
     fn refused(&mut self, up: usize, job: Job, why: &str, cx: &mut Context<'_>) {
-        self.upstreams[up].active -= 1;
-        self.mark_down(up, why);
+        self.group.servers[up].active -= 1;
+        self.group.mark_down(up, why);
         self.dispatch(job, cx);
-    }
-
-    fn mark_down(&mut self, up: usize, why: &str) {
-        let upstream = &mut self.upstreams[up];
-        upstream.down_until = Some(Instant::now() + Duration::from_secs(self.args.fail_timeout));
-        eprintln!(
-            "upstream {} marked down for {} s: {why}",
-            upstream.addr, self.args.fail_timeout
-        );
     }
 
     /// Close an upstream connection and free its slot. Dropping the stream
@@ -636,7 +581,9 @@ impl Proxy {
     fn close(&mut self, slot: usize, why: &str, _cx: &mut Context<'_>) {
         if let Some(link) = self.links[slot].take() {
             trace!("close(upstream slot {slot}): {why}");
-            self.upstreams[link.upstream].idle.retain(|&s| s != slot);
+            self.group.servers[link.upstream]
+                .idle
+                .retain(|&s| s != slot);
             self.free.push(slot);
         }
     }
@@ -648,63 +595,6 @@ impl Proxy {
             cx.wake_at(when);
         }
     }
-}
-
-/// One access-log line: the client's, then the upstream and its time
-/// (nginx's `$upstream_addr` and `$upstream_response_time`).
-fn access_log(
-    peer: SocketAddr,
-    line: &str,
-    status: u16,
-    size: Option<u64>,
-    upstream: impl std::fmt::Display,
-    took: Duration,
-) {
-    if log::quiet() {
-        return;
-    }
-    let mut text = log::access_line(peer, line, status, size, std::time::SystemTime::now());
-    let ms = took.as_secs_f64() * 1000.0;
-    text.push_str(&format!(" upstream {upstream} in {ms:.1} ms\n"));
-    let _ = io::stderr().lock().write_all(text.as_bytes()); // one write: one line
-}
-
-/// `HOST:PORT`, looked up once at start-up.
-fn upstream_addr(text: &str) -> Result<SocketAddr, String> {
-    let hint = format!("'{text}' is not HOST:PORT (e.g. 127.0.0.1:8007)");
-    text.to_socket_addrs()
-        .map_err(|e| format!("{hint}: {e}"))?
-        .next()
-        .ok_or(hint)
-}
-
-/// `PREFIX=DIR`, the prefix a URL path: `/static/=./www`.
-fn static_dir(text: &str) -> Result<(String, PathBuf), String> {
-    match text.split_once('=') {
-        Some((prefix, dir)) if prefix.starts_with('/') && !dir.is_empty() => {
-            Ok((prefix.to_string(), dir.into()))
-        }
-        _ => Err(format!(
-            "'{text}' is not PREFIX=DIR with PREFIX a path (e.g. /static/=./www)"
-        )),
-    }
-}
-
-/// A size as nginx writes it: `8192`, `64k`, `1m`, `1g`.
-fn size(text: &str) -> Result<u64, String> {
-    let lower = text.to_ascii_lowercase();
-    let (digits, unit) = match lower.strip_suffix(['k', 'm', 'g']) {
-        Some(digits) => (
-            digits,
-            1u64 << (10 * (1 + "kmg".find(&lower[lower.len() - 1..]).unwrap_or(0))),
-        ),
-        None => (lower.as_str(), 1),
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size (e.g. 65536, 64k, 1m)"))?;
-    n.checked_mul(unit)
-        .ok_or_else(|| format!("'{text}' is too large"))
 }
 
 /// Timeouts up to a day: a deadline is `Instant + timeout`, which must not overflow.
