@@ -16,6 +16,7 @@
 use std::fmt;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
 use std::str::FromStr;
 
 /// The flags every server rung honours. `RUNG` picks the default port.
@@ -129,6 +130,26 @@ pub fn announce_line(line: &str) -> io::Result<()> {
 /// close-on-exec set. A failure says what to try next ([`bind_error`]).
 pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind(addr).map_err(|err| bind_error(addr, err))
+}
+
+/// [`listen`] with SO_REUSEPORT set before the bind: other sockets with it
+/// may then bind the same address, and the kernel spreads new connections
+/// over them (rung 7's `--reuse-port`; nginx's `reuseport`, rung 8).
+pub fn listen_reuse_port(addr: SocketAddr) -> io::Result<TcpListener> {
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt};
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let bound = (|| {
+        let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+        socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+        socket::setsockopt(&fd, sockopt::ReusePort, &true)?;
+        socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+        socket::listen(&fd, socket::Backlog::MAXCONN)?;
+        Ok::<_, nix::Error>(TcpListener::from(fd))
+    })();
+    bound.map_err(|err| bind_error(addr, err.into()))
 }
 
 /// Turn a failed bind into a sentence that says what to do next, the same

@@ -81,6 +81,11 @@ pub trait Handler {
     /// A time asked for with [`Context::wake_at`] has come (perhaps along
     /// with later ones: the handler checks its own deadlines).
     fn on_timer(&mut self, _now: Instant, _cx: &mut Context<'_>) {}
+
+    /// Called once per turn of the loop, and at least every
+    /// [`EventLoop::tick_every`] when that is set: a worker's heartbeat
+    /// (lesson 07), which stops when the loop's thread is stuck.
+    fn tick(&mut self) {}
 }
 
 /// Tokens from this one up belong to the handler: the loop passes their
@@ -176,6 +181,10 @@ pub struct EventLoop {
     answers: Vec<(Ticket, Response)>,
     /// Times a handler asked to be called at ([`Context::wake_at`]).
     wake_ups: BinaryHeap<Reverse<Instant>>,
+    /// Wake at least this often to call [`Handler::tick`].
+    tick: Option<Duration>,
+    /// [`Remote::drain`] came: accept no more, end when the last connection has.
+    draining: bool,
 }
 
 /// A connection and the time of its entry in the timer heap.
@@ -212,7 +221,14 @@ impl EventLoop {
             remote,
             answers: Vec::new(),
             wake_ups: BinaryHeap::new(),
+            tick: None,
+            draining: false,
         })
+    }
+
+    /// Call [`Handler::tick`] at least this often, even with nothing to do.
+    pub fn tick_every(&mut self, every: Duration) {
+        self.tick = Some(every);
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -249,6 +265,10 @@ impl EventLoop {
             }
             self.expire();
             self.handler_timers(handler);
+            handler.tick();
+            if self.draining && self.live == 0 {
+                return Ok(());
+            }
         }
     }
     // ANCHOR_END: event_loop
@@ -433,6 +453,10 @@ impl EventLoop {
         while let Ok(message) = self.mailbox.try_recv() {
             let ticket = match message {
                 Message::Stop => return false,
+                Message::Drain => {
+                    self.drain();
+                    continue;
+                }
                 Message::More(ticket) => ticket,
                 Message::Respond(ticket, response, chunks) => {
                     let Some(connection) = find(&mut self.connections, ticket) else {
@@ -478,6 +502,9 @@ impl EventLoop {
                 break;
             }
             self.timers.pop();
+            if token == LISTENER && self.draining {
+                continue; // a pause that ends after a drain began: stay closed
+            }
             if token == LISTENER {
                 trace!("timer: accept pause over, accepting again");
                 self.accept_paused = false;
@@ -529,17 +556,41 @@ impl EventLoop {
         }
     }
 
-    /// The poll timeout: time until the earliest deadline, or forever.
-    /// The earliest entry may be stale; then we wake up for nothing once,
-    /// which is the price of never removing entries early.
+    /// The poll timeout: time until the earliest deadline, or forever
+    /// (capped by the tick). The earliest entry may be stale; then we wake
+    /// up for nothing once, which is the price of never removing entries
+    /// early.
     fn next_timeout(&self) -> Option<Duration> {
         let ours = self.timers.peek().map(|Reverse((when, _, _))| *when);
         let handlers = self.wake_ups.peek().map(|Reverse(when)| *when);
-        let when = match (ours, handlers) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
-        Some(when.saturating_duration_since(Instant::now()))
+        let until = match (ours, handlers) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(|when| when.saturating_duration_since(Instant::now()));
+        match (until, self.tick) {
+            (Some(until), Some(tick)) => Some(until.min(tick)),
+            (until, tick) => until.or(tick),
+        }
+    }
+
+    /// A graceful stop: stop accepting (the listening socket stays open,
+    /// for other processes sharing it), answer what is in progress with
+    /// `Connection: close`, and let `run` return once no connection is left.
+    fn drain(&mut self) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        let _ = self.poll.deregister(self.listener.as_fd());
+        self.accept_paused = true;
+        trace!(
+            "drain: no more accepts; {} connections to finish",
+            self.live
+        );
+        for slot in self.connections.iter_mut().flatten() {
+            slot.connection.last_call();
+        }
     }
 
     /// Close a connection and free its slot. close(2) also removes the fd
@@ -621,6 +672,7 @@ enum Message {
     /// A streamed body has a new piece (or its producer has gone).
     More(Ticket),
     Stop,
+    Drain,
 }
 
 // ANCHOR: remote
@@ -659,6 +711,12 @@ impl Remote {
     /// Make `run` return (Ctrl-C, SIGTERM).
     pub fn stop(&self) {
         self.send(Message::Stop);
+    }
+
+    /// Make `run` return once every connection has finished, accepting no
+    /// new ones meanwhile (a graceful stop: lesson 07's SIGTERM).
+    pub fn drain(&self) {
+        self.send(Message::Drain);
     }
 
     fn send(&self, message: Message) {

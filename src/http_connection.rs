@@ -144,6 +144,8 @@ pub struct Connection {
     writable: bool,
     /// The client closed its side (`read` returned 0).
     peer_closed: bool,
+    /// The server is draining: answer what comes, then close.
+    last_call: bool,
 }
 
 impl Connection {
@@ -159,7 +161,17 @@ impl Connection {
             deadline: Some(Instant::now() + settings.header_timeout),
             writable: false,
             peer_closed: false,
+            last_call: false,
         }
+    }
+
+    /// The server is shutting down gracefully: the request in progress, or
+    /// the next one on a kept-alive connection, is answered with
+    /// `Connection: close`, so the client knows not to send another. (An
+    /// idle connection is not cut at once: its client may be sending a
+    /// request right now. It gets its answer, or its idle timeout.)
+    pub fn last_call(&mut self) {
+        self.last_call = true;
     }
 
     pub fn peer(&self) -> SocketAddr {
@@ -365,7 +377,7 @@ impl Connection {
         chunks: Option<Receiver<Vec<u8>>>,
         settings: &Settings,
     ) {
-        let plan = response.plan(request, &settings.server, true);
+        let plan = response.plan(request, &settings.server, !self.last_call);
         response.write_head(&plan, &settings.server, &mut self.out);
         let body = match response.body {
             _ if !plan.send_body => None, // HEAD, 204, 304: dropping a stream stops its producer

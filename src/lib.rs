@@ -20,6 +20,7 @@
 //! | [`http_connection`] | 05 | one connection's state machine on the event loop |
 //! | `python` | 06 | CPython inside the server: start it, load the app, stop it (feature `python`) |
 //! | `wsgi` | 06 | the WSGI gateway (PEP 3333) from the server's side (feature `python`) |
+//! | `prefork` | 07 | a pre-fork server's workers: sync and gthread, the heartbeat (feature `python`) |
 //! | [`upstream`] | 08 | a proxy's HTTP: hop-by-hop headers, forwarding, whole responses |
 
 // Only `python` (CPython's C API) may use `unsafe`; it says so itself.
@@ -33,6 +34,8 @@ pub mod http;
 pub mod http_connection;
 pub mod log;
 pub mod pool;
+#[cfg(feature = "python")]
+pub mod prefork;
 #[cfg(feature = "python")]
 pub mod python;
 pub mod readiness;

@@ -397,6 +397,8 @@ impl fmt::Display for LoadError {
     }
 }
 
+impl std::error::Error for LoadError {}
+
 impl LoadError {
     fn new(message: impl Into<String>) -> Self {
         LoadError {
@@ -572,31 +574,30 @@ pub fn dup_fileno(file: &Bound<'_, PyAny>) -> PyResult<File> {
     Ok(File::from(borrowed.try_clone_to_owned()?))
 }
 
-// The fork protocol (rung 7). CPython keeps locks and per-process state
-// (the import lock, threads, `os.register_at_fork` hooks) that a bare
-// fork(2) would copy in whatever state they are; these three calls, around
-// the fork, put them right. The `Python` token proves the caller holds the
-// GIL, which all three require; fork from the thread that started Python.
-
-/// Before fork(2): run `os.register_at_fork(before=...)` hooks, take the
-/// import lock.
-pub fn before_fork(_py: Python<'_>) {
-    // SAFETY: the caller is attached to the interpreter (the token), as
-    // PyOS_BeforeFork requires.
-    unsafe { ffi::PyOS_BeforeFork() }
+// ANCHOR: fork
+/// fork(2) in a process running Python (rung 7's `--preload`), the way
+/// CPython asks. A bare fork copies the interpreter's locks (the import
+/// lock, the GIL's internals) in whatever state other threads left them,
+/// and the child has none of those threads to release them.
+/// `PyOS_BeforeFork` takes the locks and runs `os.register_at_fork`'s
+/// `before` hooks; `PyOS_AfterFork_Child` re-makes the locks in the child
+/// and forgets every thread but this one; `PyOS_AfterFork_Parent` lets go
+/// in the parent. The `Python` token proves we hold the GIL, which all
+/// three require. Call it from the thread that started Python.
+pub fn fork(_py: Python<'_>) -> nix::Result<nix::unistd::ForkResult> {
+    // SAFETY: attached to the interpreter (the token), as PyOS_BeforeFork
+    // requires.
+    unsafe { ffi::PyOS_BeforeFork() };
+    // SAFETY: the caller starts no thread of its own (the contract above);
+    // the locks Python's threads could hold are ours now (before_fork).
+    let forked = unsafe { nix::unistd::fork() };
+    match forked {
+        // SAFETY: attached, in the child of a fork made after
+        // PyOS_BeforeFork, as PyOS_AfterFork_Child requires.
+        Ok(nix::unistd::ForkResult::Child) => unsafe { ffi::PyOS_AfterFork_Child() },
+        // SAFETY: attached, after PyOS_BeforeFork (the fork may have failed).
+        _ => unsafe { ffi::PyOS_AfterFork_Parent() },
+    }
+    forked
 }
-
-/// In the parent after fork(2) (also when the fork failed).
-pub fn after_fork_parent(_py: Python<'_>) {
-    // SAFETY: attached (the token), and PyOS_BeforeFork was called before
-    // the fork, as PyOS_AfterFork_Parent requires.
-    unsafe { ffi::PyOS_AfterFork_Parent() }
-}
-
-/// In the child after fork(2): Python forgets the parent's other threads
-/// and resets its locks, then runs the `after_in_child` hooks.
-pub fn after_fork_child(_py: Python<'_>) {
-    // SAFETY: attached (the token), in the child of a fork made after
-    // PyOS_BeforeFork, as PyOS_AfterFork_Child requires.
-    unsafe { ffi::PyOS_AfterFork_Child() }
-}
+// ANCHOR_END: fork

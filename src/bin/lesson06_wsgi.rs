@@ -7,16 +7,15 @@
 //! `app(environ, start_response)`. Rung 3 started a program per request;
 //! Flask, Django and every WSGI app are called this way by gunicorn.
 //!
-//! This file is the rung: its command line, its set-up and shutdown, and the
-//! one piece no other rung has, the hand-off between the event loop's thread
-//! and the Python threads (`Handoff`, `answer`, `LoopSink`). Read it first,
-//! then, with the chapter:
+//! This file is the rung's wiring: its command line, its set-up and its
+//! shutdown. Read it first, then, with the chapter:
 //! 1. `src/python.rs`: CPython inside the server (start it, load the app,
 //!    finalize it so `atexit` runs);
 //! 2. `src/wsgi.rs`: PEP 3333 itself: the environ, `start_response`, the
-//!    body loop and `close()`. It hands the response to a `ResponseSink`;
-//!    rung 7's workers use the blocking one next to it, and this rung's sink
-//!    is here, because it IS the lesson: how an answer crosses threads.
+//!    body loop and `close()`; and, at its end, the hand-off between the
+//!    event loop's thread and the Python threads (`Handoff`, `answer`,
+//!    `LoopSink`: how an answer crosses threads). It lives in the library
+//!    because rung 7's workers run the same hand-off.
 //!
 //! From earlier lessons: the event loop (`ladder::event_loop` and
 //! `ladder::http_connection`, 05) accepts, parses, times out, keeps
@@ -27,23 +26,19 @@
 //! `curl -i http://127.0.0.1:8006/`; add `--trace` to watch the hand-off.
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
-use pyo3::Python;
 
-use ladder::event_loop::{Answer, BodySender, Client, Config, EventLoop, Handler, Remote, Ticket};
-use ladder::http::{Body, Limits, Request, Response, ServerInfo};
+use ladder::event_loop::{Config, EventLoop};
+use ladder::http::{Limits, ServerInfo};
 use ladder::http_connection::Settings;
-use ladder::pool::ThreadPool;
 use ladder::python::Interpreter;
 use ladder::readiness::Backend;
 use ladder::wsgi;
-use ladder::{cli, log, python, shutdown, trace};
+use ladder::{cli, python, shutdown};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -134,14 +129,8 @@ fn run(args: Args) -> io::Result<ExitCode> {
     let Some((interpreter, gateway)) = start_python(&args)? else {
         return Ok(ExitCode::from(python::EXIT_LOAD_FAILED as u8));
     };
-    let mut handoff = Handoff {
-        gateway: Arc::new(gateway),
-        // Each Python thread attaches to the interpreter once, for its life.
-        pool: ThreadPool::with_setup(usize::from(args.threads), python::keep_thread_state)?,
-        remote: server.remote(),
-        local: server.local_addr()?,
-        timeout: server_timeout(&args),
-    };
+    let threads = usize::from(args.threads);
+    let mut handoff = wsgi::Handoff::new(gateway, threads, &server, server_timeout(&args))?;
     cli::announce("http", server.local_addr()?)?;
     server.run(&mut handoff)?;
 
@@ -150,10 +139,7 @@ fn run(args: Args) -> io::Result<ExitCode> {
     // pool finishes what it holds, the app goes, and Python runs its
     // `atexit` handlers, on this thread, which started it.
     drop(server);
-    trace!("shutdown: waiting for the python threads");
-    let Handoff { gateway, pool, .. } = handoff;
-    drop(pool);
-    Python::attach(|_| drop(gateway));
+    handoff.finish();
     interpreter.finalize()?;
     Ok(ExitCode::SUCCESS)
 }
@@ -223,198 +209,6 @@ fn loop_config(args: &Args) -> Config {
 /// `--timeout` as a limit; 0 is none, as in gunicorn.
 fn server_timeout(args: &Args) -> Option<Duration> {
     (args.timeout > 0).then(|| Duration::from_secs(args.timeout))
-}
-
-/// The loop's side of the hand-off. Its `handle` runs on the loop's thread,
-/// which must never wait, and never touches Python: it only queues.
-struct Handoff {
-    gateway: Arc<wsgi::Gateway>,
-    pool: ThreadPool,
-    remote: Remote,
-    local: SocketAddr,
-    timeout: Option<Duration>,
-}
-
-/// One request on its way to a Python thread: everything `answer` needs,
-/// owned, since it outlives the loop's turn.
-struct Job {
-    request: Request,
-    body: Vec<u8>,
-    client: Client,
-    local: SocketAddr,
-    gateway: Arc<wsgi::Gateway>,
-    remote: Remote,
-    queued: Instant,
-    timeout: Option<Duration>,
-}
-
-impl Handler for Handoff {
-    // ANCHOR: handle
-    /// A complete request (its body read whole by the loop, so a slow upload
-    /// never holds a Python thread): queue it for the pool, answer `Later`.
-    /// The connection waits, reading nothing more, until `answer` delivers.
-    fn handle(&mut self, request: &Request, body: Vec<u8>, client: Client) -> Answer {
-        trace!(
-            "loop: {} on {} -> python thread",
-            request.request_line(),
-            client.ticket
-        );
-        let job = Job {
-            request: request.clone(),
-            body,
-            client,
-            local: self.local,
-            gateway: Arc::clone(&self.gateway),
-            remote: self.remote.clone(),
-            queued: Instant::now(),
-            timeout: self.timeout,
-        };
-        match self.pool.execute(move || answer(job)) {
-            Ok(()) => Answer::Later,
-            Err(err) => Answer::Now(Response::error(503, &err.to_string())),
-        }
-    }
-    // ANCHOR_END: handle
-}
-
-// ANCHOR: answer
-/// On a Python thread: call the app through the gateway, which takes the
-/// GIL, and hand what it answers to the loop through `LoopSink`. Then the
-/// access line, written now that the body has ended and its size is known.
-fn answer(job: Job) {
-    let Job {
-        request, client, ..
-    } = &job;
-    if job
-        .timeout
-        .is_some_and(|limit| job.queued.elapsed() >= limit)
-    {
-        // Every thread was busy for longer than --timeout: the client has
-        // had its 504 already. Calling the app now would be wasted work.
-        return trace!(
-            "python thread {}: {} was too late, skipped",
-            python_thread(),
-            client.ticket
-        );
-    }
-    let call = wsgi::Call {
-        request,
-        body: &job.body,
-        peer: client.peer,
-        local: job.local,
-    };
-    let mut sink = LoopSink {
-        remote: job.remote.clone(),
-        ticket: client.ticket,
-        body: None,
-        started: false,
-    };
-    let served = job.gateway.call(&call, &mut sink);
-    trace!(
-        "python thread {}: answered {}: {} with {} bytes, {:?} ({:.3} ms waiting for the GIL)",
-        python_thread(),
-        client.ticket,
-        served.status,
-        served.bytes,
-        served.ending,
-        served.gil_wait.as_secs_f64() * 1000.0
-    );
-    log_served(&job, &served);
-}
-// ANCHOR_END: answer
-
-// ANCHOR: loop_sink
-/// Rung 6's `ResponseSink`: the gateway calls it on a Python thread (without
-/// the GIL), and it hands each part of the response to the loop's thread,
-/// which alone writes to sockets.
-struct LoopSink {
-    remote: Remote,
-    ticket: Ticket,
-    /// The producing end of a streamed body, once the head has gone.
-    body: Option<BodySender>,
-    /// Has a head gone to the loop? (See `Drop` below.)
-    started: bool,
-}
-
-impl wsgi::ResponseSink for LoopSink {
-    /// The head. A streamed body (the app's iterable) gets a channel to the
-    /// loop; a body complete in memory (a list of bytes, the 500 page) or a
-    /// file (`wsgi.file_wrapper`) goes whole, in one message, and the loop
-    /// sends it as the socket takes it.
-    fn start(&mut self, response: Response) -> io::Result<()> {
-        self.started = true;
-        if matches!(response.body, Body::Stream { .. }) {
-            self.body = Some(self.remote.stream(self.ticket, response));
-        } else {
-            self.remote.respond(self.ticket, response);
-        }
-        Ok(())
-    }
-
-    // ANCHOR: backpressure
-    /// One chunk of the app's iterable. `send` blocks while the loop holds
-    /// enough unsent pieces (backpressure: a 1 GB generator never sits in
-    /// memory); `Err` means the client is gone, and the gateway then stops
-    /// iterating and calls the app's `close()`.
-    fn chunk(&mut self, data: &[u8]) -> io::Result<()> {
-        match &self.body {
-            Some(body) => body.send(data.to_vec()),
-            None => Err(io::Error::other("a body chunk before a streamed head")),
-        }
-    }
-    // ANCHOR_END: backpressure
-
-    /// Complete: the last piece goes. Broken (the app failed mid-stream, or
-    /// sent less than its Content-Length): the sender is dropped unfinished,
-    /// and the loop aborts the connection, so the client cannot mistake a
-    /// truncated body for a whole one.
-    fn end(&mut self, complete: bool) -> io::Result<()> {
-        match self.body.take() {
-            Some(body) if complete => body.finish(),
-            _ => Ok(()),
-        }
-    }
-}
-// ANCHOR_END: loop_sink
-
-/// A sink dropped before any head went out means the gateway never got as
-/// far as an answer: a panic on the Python thread (a bug; in exercise 06, a
-/// hole still `todo!()`), which the pool survives. Answer 500 at once
-/// rather than leave the client waiting for `--timeout`. (A ticket whose
-/// client has gone meanwhile is simply dropped by the loop.)
-impl Drop for LoopSink {
-    fn drop(&mut self) {
-        if !self.started {
-            let page = Response::error(500, "the server failed before answering; see its log");
-            self.remote.respond(self.ticket, page);
-        }
-    }
-}
-
-/// The access line, in `http.server`'s format, from what the gateway says
-/// it sent; for an answer the loop had given up on (`--timeout`), a line
-/// saying so instead: the loop logged its 504 already.
-fn log_served(job: &Job, served: &wsgi::Served) {
-    let took = job.queued.elapsed();
-    if job.timeout.is_some_and(|limit| took >= limit) {
-        eprintln!(
-            "[lesson06] {} {}: the app took {:.1} s, over --timeout; the client got a 504 \
-             (a Python thread cannot be stopped, only waited for)",
-            job.request.method,
-            job.request.target,
-            took.as_secs_f64()
-        );
-    } else if !log::quiet() {
-        let line = job.request.request_line();
-        log::access(job.client.peer, &line, served.status, Some(served.bytes));
-    }
-}
-
-/// `2` for the pool's `worker 2`: the names `--trace` and `ps -L` show.
-fn python_thread() -> String {
-    let me = std::thread::current();
-    let name = me.name().unwrap_or("?");
-    name.rsplit(' ').next().unwrap_or(name).to_string()
 }
 
 /// Timeouts up to a day: a deadline is `Instant + timeout`, which must not

@@ -24,9 +24,13 @@
 //!
 //! The gateway knows nothing of sockets: it hands the response to a
 //! [`ResponseSink`], which is the blocking [`Connection`] ([`ConnectionSink`],
-//! for rung 7's workers) or rung 6's event loop. Call it from any thread that
-//! may run Python (rung 6: one of `--threads` pool threads); it takes the GIL
-//! itself, and lets go of it whenever the sink may block.
+//! for rung 7's sync workers) or rung 6's event loop. Call it from any thread
+//! that may run Python (rung 6: one of `--threads` pool threads); it takes the
+//! GIL itself, and lets go of it whenever the sink may block.
+//!
+//! 4. Last, the hand-off ([`Handoff`]): how rung 6 (and rung 7's gateway
+//!    workers) get a request from the event loop's thread to a Python
+//!    thread, and the answer back (`LoopSink`).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -44,8 +48,10 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use ladder::cgi::{self, Interface, ScriptTarget};
 use ladder::connection::Connection;
+use ladder::event_loop::{Answer, BodySender, Client, EventLoop, Handler, Remote, Ticket};
 use ladder::http::{self, Body, Plan, Request};
-use ladder::{python, trace};
+use ladder::pool::ThreadPool;
+use ladder::{log, python, trace};
 
 // ANCHOR: sink
 /// Where a WSGI response goes: the blocking [`Connection`] (rung 7's sync
@@ -996,6 +1002,234 @@ impl ResponseSink for ConnectionSink<'_> {
         }
         Ok(())
     }
+}
+
+// ------------------------------------ rung 6: the hand-off to the loop
+
+/// Rung 6's [`Handler`]: the event loop's side of the hand-off between its
+/// thread and the Python threads. Its `handle` runs on the loop's thread,
+/// which must never wait, and never touches Python: it only queues. (Rung
+/// 7's gateway workers run this same hand-off, one per process.)
+pub struct Handoff {
+    gateway: Arc<Gateway>,
+    pool: ThreadPool,
+    remote: Remote,
+    local: SocketAddr,
+    timeout: Option<Duration>,
+}
+
+impl Handoff {
+    /// `threads` Python threads for the loop `server`, each attached to the
+    /// interpreter once, for its life; `timeout`: the loop's
+    /// `answer_timeout` (an answer later than it is not worth computing).
+    pub fn new(
+        gateway: Gateway,
+        threads: usize,
+        server: &EventLoop,
+        timeout: Option<Duration>,
+    ) -> io::Result<Handoff> {
+        Ok(Handoff {
+            gateway: Arc::new(gateway),
+            pool: ThreadPool::with_setup(threads, python::keep_thread_state)?,
+            remote: server.remote(),
+            local: server.local_addr()?,
+            timeout,
+        })
+    }
+
+    /// After the loop has stopped and been dropped (so an app still
+    /// streaming hears "client gone"): let the pool finish what it holds,
+    /// then drop the app, under the GIL as every Python object must be.
+    pub fn finish(self) {
+        trace!("shutdown: waiting for the python threads");
+        let Handoff { gateway, pool, .. } = self;
+        drop(pool);
+        Python::attach(|_| drop(gateway));
+    }
+}
+
+/// One request on its way to a Python thread: everything `answer` needs,
+/// owned, since it outlives the loop's turn.
+struct Job {
+    request: Request,
+    body: Vec<u8>,
+    client: Client,
+    local: SocketAddr,
+    gateway: Arc<Gateway>,
+    remote: Remote,
+    queued: Instant,
+    timeout: Option<Duration>,
+}
+
+impl Handler for Handoff {
+    // ANCHOR: handle
+    /// A complete request (its body read whole by the loop, so a slow upload
+    /// never holds a Python thread): queue it for the pool, answer `Later`.
+    /// The connection waits, reading nothing more, until `answer` delivers.
+    fn handle(&mut self, request: &Request, body: Vec<u8>, client: Client) -> Answer {
+        trace!(
+            "loop: {} on {} -> python thread",
+            request.request_line(),
+            client.ticket
+        );
+        let job = Job {
+            request: request.clone(),
+            body,
+            client,
+            local: self.local,
+            gateway: Arc::clone(&self.gateway),
+            remote: self.remote.clone(),
+            queued: Instant::now(),
+            timeout: self.timeout,
+        };
+        match self.pool.execute(move || answer(job)) {
+            Ok(()) => Answer::Later,
+            Err(err) => Answer::Now(http::Response::error(503, &err.to_string())),
+        }
+    }
+    // ANCHOR_END: handle
+}
+
+// ANCHOR: answer
+/// On a Python thread: call the app through the gateway, which takes the
+/// GIL, and hand what it answers to the loop through `LoopSink`. Then the
+/// access line, written now that the body has ended and its size is known.
+fn answer(job: Job) {
+    let Job {
+        request, client, ..
+    } = &job;
+    if job
+        .timeout
+        .is_some_and(|limit| job.queued.elapsed() >= limit)
+    {
+        // Every thread was busy for longer than --timeout: the client has
+        // had its 504 already. Calling the app now would be wasted work.
+        return trace!(
+            "python thread {}: {} was too late, skipped",
+            python_thread(),
+            client.ticket
+        );
+    }
+    let call = Call {
+        request,
+        body: &job.body,
+        peer: client.peer,
+        local: job.local,
+    };
+    let mut sink = LoopSink {
+        remote: job.remote.clone(),
+        ticket: client.ticket,
+        body: None,
+        started: false,
+    };
+    let served = job.gateway.call(&call, &mut sink);
+    trace!(
+        "python thread {}: answered {}: {} with {} bytes, {:?} ({:.3} ms waiting for the GIL)",
+        python_thread(),
+        client.ticket,
+        served.status,
+        served.bytes,
+        served.ending,
+        served.gil_wait.as_secs_f64() * 1000.0
+    );
+    log_served(&job, &served);
+}
+// ANCHOR_END: answer
+
+// ANCHOR: loop_sink
+/// Rung 6's `ResponseSink`: the gateway calls it on a Python thread (without
+/// the GIL), and it hands each part of the response to the loop's thread,
+/// which alone writes to sockets.
+struct LoopSink {
+    remote: Remote,
+    ticket: Ticket,
+    /// The producing end of a streamed body, once the head has gone.
+    body: Option<BodySender>,
+    /// Has a head gone to the loop? (See `Drop` below.)
+    started: bool,
+}
+
+impl ResponseSink for LoopSink {
+    /// The head. A streamed body (the app's iterable) gets a channel to the
+    /// loop; a body complete in memory (a list of bytes, the 500 page) or a
+    /// file (`wsgi.file_wrapper`) goes whole, in one message, and the loop
+    /// sends it as the socket takes it.
+    fn start(&mut self, response: http::Response) -> io::Result<()> {
+        self.started = true;
+        if matches!(response.body, Body::Stream { .. }) {
+            self.body = Some(self.remote.stream(self.ticket, response));
+        } else {
+            self.remote.respond(self.ticket, response);
+        }
+        Ok(())
+    }
+
+    // ANCHOR: backpressure
+    /// One chunk of the app's iterable. `send` blocks while the loop holds
+    /// enough unsent pieces (backpressure: a 1 GB generator never sits in
+    /// memory); `Err` means the client is gone, and the gateway then stops
+    /// iterating and calls the app's `close()`.
+    fn chunk(&mut self, data: &[u8]) -> io::Result<()> {
+        match &self.body {
+            Some(body) => body.send(data.to_vec()),
+            None => Err(io::Error::other("a body chunk before a streamed head")),
+        }
+    }
+    // ANCHOR_END: backpressure
+
+    /// Complete: the last piece goes. Broken (the app failed mid-stream, or
+    /// sent less than its Content-Length): the sender is dropped unfinished,
+    /// and the loop aborts the connection, so the client cannot mistake a
+    /// truncated body for a whole one.
+    fn end(&mut self, complete: bool) -> io::Result<()> {
+        match self.body.take() {
+            Some(body) if complete => body.finish(),
+            _ => Ok(()),
+        }
+    }
+}
+// ANCHOR_END: loop_sink
+
+/// A sink dropped before any head went out means the gateway never got as
+/// far as an answer: a panic on the Python thread (a bug; in exercise 06, a
+/// hole still `todo!()`), which the pool survives. Answer 500 at once
+/// rather than leave the client waiting for `--timeout`. (A ticket whose
+/// client has gone meanwhile is simply dropped by the loop.)
+impl Drop for LoopSink {
+    fn drop(&mut self) {
+        if !self.started {
+            let page =
+                http::Response::error(500, "the server failed before answering; see its log");
+            self.remote.respond(self.ticket, page);
+        }
+    }
+}
+
+/// The access line, in `http.server`'s format, from what the gateway says
+/// it sent; for an answer the loop had given up on (`--timeout`), a line
+/// saying so instead: the loop logged its 504 already.
+fn log_served(job: &Job, served: &Served) {
+    let took = job.queued.elapsed();
+    if job.timeout.is_some_and(|limit| took >= limit) {
+        eprintln!(
+            "[{}] {} {}: the app took {:.1} s, over --timeout; the client got a 504 \
+             (a Python thread cannot be stopped, only waited for)",
+            job.gateway.settings().log_tag,
+            job.request.method,
+            job.request.target,
+            took.as_secs_f64()
+        );
+    } else if !log::quiet() {
+        let line = job.request.request_line();
+        log::access(job.client.peer, &line, served.status, Some(served.bytes));
+    }
+}
+
+/// `2` for the pool's `worker 2`: the names `--trace` and `ps -L` show.
+fn python_thread() -> String {
+    let me = std::thread::current();
+    let name = me.name().unwrap_or("?");
+    name.rsplit(' ').next().unwrap_or(name).to_string()
 }
 
 // ------------------------------------------------------------- helpers
