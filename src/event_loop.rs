@@ -61,10 +61,64 @@ pub trait Handler {
     /// [`Answer::Later`] and finishes on another thread.
     fn handle(&mut self, request: &Request, body: Vec<u8>, client: Client) -> Answer;
 
+    /// The same, with the loop's [`Context`] in hand: what the loop calls.
+    /// A handler that owns sockets of its own on this loop (rung 8's
+    /// upstreams) overrides this one; the rest never see it.
+    fn handle_with(
+        &mut self,
+        request: &Request,
+        body: Vec<u8>,
+        client: Client,
+        _cx: &mut Context<'_>,
+    ) -> Answer {
+        self.handle(request, body, client)
+    }
+
+    /// A socket the handler registered with a token from [`HANDLER_TOKENS`]
+    /// on is ready. Runs on the loop's thread, like `handle`.
+    fn on_socket(&mut self, _token: Token, _cx: &mut Context<'_>) {}
+
+    /// A time asked for with [`Context::wake_at`] has come (perhaps along
+    /// with later ones: the handler checks its own deadlines).
+    fn on_timer(&mut self, _now: Instant, _cx: &mut Context<'_>) {}
+
     /// Called once per turn of the loop, and at least every
     /// [`EventLoop::tick_every`] when that is set: a worker's heartbeat
     /// (lesson 07), which stops when the loop's thread is stuck.
     fn tick(&mut self) {}
+}
+
+/// Tokens from this one up belong to the handler: the loop passes their
+/// events to [`Handler::on_socket`] instead of looking for a client.
+pub const HANDLER_TOKENS: usize = usize::MAX / 2;
+
+/// What a handler may do to the loop from the loop's own thread: register
+/// sockets on the same poll, answer a waiting client, ask for a wake-up.
+/// No mailbox and no waker: it is the loop's thread already.
+pub struct Context<'a> {
+    poll: &'a Poll,
+    answers: &'a mut Vec<(Ticket, Response)>,
+    wake_ups: &'a mut BinaryHeap<Reverse<Instant>>,
+}
+
+impl Context<'_> {
+    /// The loop's poll, to register the handler's own sockets on (with
+    /// tokens from [`HANDLER_TOKENS`] up) and to deregister them.
+    pub fn poll(&self) -> &Poll {
+        self.poll
+    }
+
+    /// Answer the request behind `ticket`, which the handler left for
+    /// later. The loop writes it as soon as the handler returns; if that
+    /// client has gone meanwhile, the answer is dropped.
+    pub fn respond(&mut self, ticket: Ticket, response: Response) {
+        self.answers.push((ticket, response));
+    }
+
+    /// Call [`Handler::on_timer`] once `when` has come.
+    pub fn wake_at(&mut self, when: Instant) {
+        self.wake_ups.push(Reverse(when));
+    }
 }
 
 /// A handler's answer.
@@ -122,6 +176,11 @@ pub struct EventLoop {
     mailbox: Receiver<Message>,
     /// Our own clone: the eventfd must outlive every wake-up (see [`Waker`]).
     remote: Remote,
+    /// Answers a handler gave through its [`Context`], to deliver once it
+    /// has returned.
+    answers: Vec<(Ticket, Response)>,
+    /// Times a handler asked to be called at ([`Context::wake_at`]).
+    wake_ups: BinaryHeap<Reverse<Instant>>,
     /// Wake at least this often to call [`Handler::tick`].
     tick: Option<Duration>,
     /// [`Remote::drain`] came: accept no more, end when the last connection has.
@@ -160,6 +219,8 @@ impl EventLoop {
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             mailbox,
             remote,
+            answers: Vec::new(),
+            wake_ups: BinaryHeap::new(),
             tick: None,
             draining: false,
         })
@@ -198,10 +259,12 @@ impl EventLoop {
                             return Ok(());
                         }
                     }
+                    token if token.0 >= HANDLER_TOKENS => self.on_handler_socket(token, handler),
                     token => self.on_ready(token, handler),
                 }
             }
             self.expire();
+            self.handler_timers(handler);
             handler.tick();
             if self.draining && self.live == 0 {
                 return Ok(());
@@ -313,7 +376,12 @@ impl EventLoop {
                         peer: connection.peer(),
                         ticket,
                     };
-                    match handler.handle(&request, body, client) {
+                    let mut cx = Context {
+                        poll: &self.poll,
+                        answers: &mut self.answers,
+                        wake_ups: &mut self.wake_ups,
+                    };
+                    match handler.handle_with(&request, body, client, &mut cx) {
                         Answer::Now(response) => connection.respond(&request, response, settings),
                         Answer::Later => connection.wait_for(request, settings),
                     }
@@ -326,6 +394,56 @@ impl EventLoop {
         }
     }
     // ANCHOR_END: on_ready
+
+    /// One of the handler's own sockets is ready: its business. Then deliver
+    /// the answers it gave meanwhile.
+    fn on_handler_socket<H: Handler>(&mut self, token: Token, handler: &mut H) {
+        let mut cx = Context {
+            poll: &self.poll,
+            answers: &mut self.answers,
+            wake_ups: &mut self.wake_ups,
+        };
+        handler.on_socket(token, &mut cx);
+        self.deliver_answers(handler);
+    }
+
+    /// Call the handler for its wake-ups that are due (once, however many).
+    fn handler_timers<H: Handler>(&mut self, handler: &mut H) {
+        let now = Instant::now();
+        let mut due = false;
+        while self
+            .wake_ups
+            .peek()
+            .is_some_and(|Reverse(when)| *when <= now)
+        {
+            self.wake_ups.pop();
+            due = true;
+        }
+        if due {
+            let mut cx = Context {
+                poll: &self.poll,
+                answers: &mut self.answers,
+                wake_ups: &mut self.wake_ups,
+            };
+            handler.on_timer(now, &mut cx);
+        }
+        self.deliver_answers(handler);
+    }
+
+    /// Hand each answer a handler gave through its [`Context`] to its
+    /// connection, and write it at once, as the mailbox does for answers
+    /// from other threads. Driving a connection may run the handler again
+    /// (a pipelined request), which may answer more: hence the loop.
+    fn deliver_answers<H: Handler>(&mut self, handler: &mut H) {
+        while let Some((ticket, response)) = self.answers.pop() {
+            let Some(connection) = find(&mut self.connections, ticket) else {
+                continue; // its client left meanwhile
+            };
+            if connection.deliver(response, None, &self.config.http) {
+                self.on_ready(ticket.token, handler);
+            }
+        }
+    }
 
     // ANCHOR: mailbox
     /// The waker fired: act on every message waiting. False means stop.
@@ -443,9 +561,13 @@ impl EventLoop {
     /// up for nothing once, which is the price of never removing entries
     /// early.
     fn next_timeout(&self) -> Option<Duration> {
-        let timer = self.timers.peek();
-        let until =
-            timer.map(|Reverse((when, _, _))| when.saturating_duration_since(Instant::now()));
+        let ours = self.timers.peek().map(|Reverse((when, _, _))| *when);
+        let handlers = self.wake_ups.peek().map(|Reverse(when)| *when);
+        let until = match (ours, handlers) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(|when| when.saturating_duration_since(Instant::now()));
         match (until, self.tick) {
             (Some(until), Some(tick)) => Some(until.min(tick)),
             (until, tick) => until.or(tick),
@@ -523,6 +645,9 @@ fn trace_events(timeout: Option<Duration>, events: &[Event]) {
             let name = match event.token {
                 LISTENER => "listener".to_string(),
                 WAKER => "waker".to_string(),
+                Token(n) if n >= HANDLER_TOKENS => {
+                    format!("handler's token {}", n - HANDLER_TOKENS)
+                }
                 Token(n) => format!("token {n}"),
             };
             match (event.readable, event.writable) {

@@ -21,6 +21,7 @@
 //! | `python` | 06 | CPython inside the server: start it, load the app, stop it (feature `python`) |
 //! | `wsgi` | 06 | the WSGI gateway (PEP 3333) from the server's side (feature `python`) |
 //! | `prefork` | 07 | a pre-fork server's workers: sync and gthread, the heartbeat (feature `python`) |
+//! | [`upstream`] | 08 | a proxy's HTTP: hop-by-hop headers, forwarding, whole responses |
 
 // Only `python` (CPython's C API) may use `unsafe`; it says so itself.
 #![deny(unsafe_code)]
@@ -41,5 +42,6 @@ pub mod readiness;
 pub mod shutdown;
 pub mod static_files;
 pub mod trace;
+pub mod upstream;
 #[cfg(feature = "python")]
 pub mod wsgi;

@@ -26,6 +26,7 @@ const BINARIES: &[(&str, &str)] = &[
     ("lesson05_epoll", env!("CARGO_BIN_EXE_lesson05_epoll")),
     #[cfg(feature = "python")]
     ("lesson06_wsgi", env!("CARGO_BIN_EXE_lesson06_wsgi")),
+    ("lesson08_proxy", env!("CARGO_BIN_EXE_lesson08_proxy")),
     ("grade", env!("CARGO_BIN_EXE_grade")),
     ("loadgen", env!("CARGO_BIN_EXE_loadgen")),
 ];
@@ -45,6 +46,7 @@ fn required_args(name: &str) -> &'static [&'static str] {
             concat!(env!("CARGO_MANIFEST_DIR"), "/apps"),
             "hello:app",
         ],
+        "lesson08_proxy" => &["--upstream", "127.0.0.1:1"],
         _ => &[],
     }
 }

@@ -21,7 +21,13 @@ enum Behaviour {
     Observe,
     /// Like `Answer`, but hold the answer to the 5th request for a second.
     StallOnce,
+    /// Answer with a body of `BIG` bytes, written from a thread of its own
+    /// so the server notices when a client stops reading.
+    Big,
 }
+
+/// The body size of `Behaviour::Big`: far more than a slow reader takes.
+const BIG: usize = 256 * 1024;
 
 struct TestServer {
     url: String,
@@ -90,6 +96,13 @@ fn serve(
                     if stream.write_all(answer).is_err() {
                         return;
                     }
+                }
+                Behaviour::Big => {
+                    let mut answer =
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n").into_bytes();
+                    answer.resize(answer.len() + BIG, b'x');
+                    let mut out = stream.try_clone().unwrap();
+                    thread::spawn(move || out.write_all(&answer));
                 }
                 Behaviour::CloseEarly => return,
                 Behaviour::Observe => {}
@@ -325,4 +338,34 @@ fn durations_are_bounded() {
     let output = loadgen(&["-d", "11m", "http://127.0.0.1:9/"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("10m"));
+}
+
+/// Slow readers send a whole request, then read 1 KiB per --slow-interval:
+/// after a second at 100 ms, about 10 KiB of a 256 KiB answer, and they are
+/// still connected. (A server sees them as clients that do not read.)
+#[test]
+fn slow_readers_read_a_little_at_a_time_and_hold_on() {
+    let server = server(Behaviour::Big);
+    let json = loadgen_json(&[
+        "-c",
+        "0",
+        "--slow-readers",
+        "2",
+        "--slow-interval",
+        "100ms",
+        "-d",
+        "1s",
+        &server.url,
+    ]);
+    assert_eq!(number(&json, "\"slow_readers\"", "clients"), 2);
+    assert_eq!(number(&json, "\"slow_readers\"", "open"), 2, "{json}");
+    assert_eq!(number(&json, "\"slow_readers\"", "responses"), 0, "{json}");
+    let bytes = number(&json, "\"slow_readers\"", "bytes");
+    // At least one read each; at most one per interval (plus one) each.
+    assert!(
+        (2 * 1024..=2 * 12 * 1024).contains(&bytes),
+        "{bytes} bytes read: {json}"
+    );
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(server.requests.load(Ordering::SeqCst), 2);
 }

@@ -33,6 +33,7 @@ use mio::{Events, Interest, Poll, Token};
         loadgen -c 100 -d 5s --new-connection-per-request http://127.0.0.1:8004/\n  \
         loadgen -c 10 --slow 200 -d 20s http://127.0.0.1:8004/   slowloris next to real clients\n  \
         loadgen -c 0 --idle 10000 -d 10s http://127.0.0.1:8005/  ten thousand idle clients\n  \
+        loadgen -c 10 --slow-readers 100 --slow-interval 100ms http://127.0.0.1:8008/big\n                                              slow readers: 1 KiB per 100 ms each\n  \
         loadgen -c 50 -d 5s --timeline 100ms http://127.0.0.1:8005/hello   requests per 100 ms\n\n\
         Many connections need many descriptors: loadgen raises its soft limit to the hard\n\
         limit; if that is not enough, run `ulimit -n 20000` (or more) first."
@@ -57,7 +58,12 @@ struct Args {
     #[arg(long, default_value_t = 0, value_name = "N")]
     slow: usize,
 
-    /// Time between two bytes of a slow client
+    /// Slow readers: send a request, then read its response 1 KiB per
+    /// --slow-interval, holding the connection (and asking again after)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    slow_readers: usize,
+
+    /// Time between two bytes of a slow client, or two reads of a slow reader
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     slow_interval: Duration,
 
@@ -118,7 +124,11 @@ enum Role {
     Worker,
     Slow,
     Idle,
+    SlowReader,
 }
+
+/// What a slow reader takes from its socket at each --slow-interval.
+const SLOW_READ: usize = 1024;
 
 /// What went wrong with a request or a connection.
 #[derive(Clone, Copy)]
@@ -193,7 +203,9 @@ struct Load {
     /// Counts by `Error` (as index).
     errors: [u64; 6],
     /// Slow and idle clients the server closed, by `Role` (as index).
-    dropped: [u64; 3],
+    dropped: [u64; 4],
+    /// Slow readers: responses read to their end, and bytes read in all.
+    slow_read: (u64, u64),
 }
 
 fn main() -> ExitCode {
@@ -214,10 +226,10 @@ fn run(args: Args) -> io::Result<()> {
             "{addr} is not a loopback address; load another machine only if it is yours: --allow-remote"
         )));
     }
-    let total = args.connections + args.slow + args.idle;
+    let total = args.connections + args.slow + args.idle + args.slow_readers;
     if total == 0 {
         return Err(io::Error::other(
-            "nothing to do: --connections, --slow and --idle are all 0",
+            "nothing to do: --connections, --slow, --idle and --slow-readers are all 0",
         ));
     }
     if args.timeline.is_some_and(|t| t.is_zero()) {
@@ -242,6 +254,7 @@ fn run(args: Args) -> io::Result<()> {
         (Role::Worker, args.connections),
         (Role::Slow, args.slow),
         (Role::Idle, args.idle),
+        (Role::SlowReader, args.slow_readers),
     ];
     let slots = roles
         .iter()
@@ -263,7 +276,8 @@ fn run(args: Args) -> io::Result<()> {
         timeline: Vec::new(),
         statuses: BTreeMap::new(),
         errors: [0; 6],
-        dropped: [0; 3],
+        dropped: [0; 4],
+        slow_read: (0, 0),
     };
     if let Some(interval) = load.args.timeline {
         let n = load.args.duration.as_nanos().div_ceil(interval.as_nanos());
@@ -380,7 +394,11 @@ impl Load {
                     self.errors[Error::Timeout as usize] += 1;
                     self.close(i, Duration::ZERO);
                 }
-                Some(conn) if role == Role::Slow && conn.connected && now >= conn.next_drip => {
+                Some(conn)
+                    if matches!(role, Role::Slow | Role::SlowReader)
+                        && conn.connected
+                        && now >= conn.next_drip =>
+                {
                     self.advance(i);
                 }
                 Some(_) => {}
@@ -504,7 +522,7 @@ impl Load {
             }
             conn.next_drip = Instant::now();
             conn.out = match role {
-                Role::Worker => self.request.clone(),
+                Role::Worker | Role::SlowReader => self.request.clone(),
                 // Then SLOW_FILLER forever: a head that never ends.
                 Role::Slow => {
                     format!("{} / HTTP/1.1\r\nHost: x\r\n", self.args.method).into_bytes()
@@ -524,13 +542,20 @@ impl Load {
             conn.next_drip = Instant::now() + self.args.slow_interval;
             return Ok(Step::Again);
         }
-        if role == Role::Worker && conn.written < conn.out.len() {
+        if matches!(role, Role::Worker | Role::SlowReader) && conn.written < conn.out.len() {
             conn.written += conn.stream.write(&conn.out[conn.written..])?;
             return Ok(Step::Again);
         }
-        // Read.
+        // Read: a slow reader only SLOW_READ bytes, and only when it is due.
         let mut chunk = [0u8; 16 * 1024];
-        let n = conn.stream.read(&mut chunk)?;
+        let n = match role {
+            Role::SlowReader if Instant::now() < conn.next_drip => return would_block(),
+            Role::SlowReader => {
+                conn.next_drip = Instant::now() + self.args.slow_interval;
+                conn.stream.read(&mut chunk[..SLOW_READ])?
+            }
+            _ => conn.stream.read(&mut chunk)?,
+        };
         if n == 0 {
             // A close-delimited body ends here; any other is cut short.
             let body_ended = conn
@@ -546,6 +571,11 @@ impl Load {
                 }
             });
         }
+        if role == Role::SlowReader {
+            self.slow_read.1 += n as u64;
+            conn.input.extend_from_slice(&chunk[..n]);
+            return self.parse(i);
+        }
         if role != Role::Worker {
             return Ok(Step::Again); // e.g. a 408 for a slow client: ignored
         }
@@ -556,6 +586,7 @@ impl Load {
     /// Make progress on the response in connection `i`'s input.
     fn parse(&mut self, i: usize) -> io::Result<Step> {
         let head_only = self.args.method == "HEAD";
+        let role = self.slots[i].role;
         let conn = self.slots[i].conn.as_mut().expect("connected");
         let (decoder, keep_alive) = match &mut conn.response {
             Some(reading) => reading,
@@ -565,7 +596,9 @@ impl Load {
                     Ok(None) => return Ok(Step::Again),
                     Err(_) => return Ok(Step::Close(Some(Error::BadResponse))),
                 };
-                *self.statuses.entry(head.status).or_default() += 1;
+                if role == Role::Worker {
+                    *self.statuses.entry(head.status).or_default() += 1;
+                }
                 let Ok(framing) = head.body_framing(head_only) else {
                     return Ok(Step::Close(Some(Error::BadResponse)));
                 };
@@ -584,6 +617,17 @@ impl Load {
             return Ok(Step::Again);
         }
         let keep_alive = *keep_alive;
+        if role == Role::SlowReader {
+            // Read to its end, slowly: ask again (not a worker's request).
+            self.slow_read.0 += 1;
+            conn.response = None;
+            conn.written = 0;
+            return Ok(if keep_alive {
+                Step::Again
+            } else {
+                Step::Close(None)
+            });
+        }
         Ok(self.finish_response(i, keep_alive))
     }
 
@@ -626,9 +670,9 @@ impl Load {
         out
     }
 
-    /// Open connections per role: workers, slow, idle.
-    fn open_counts(&self) -> [usize; 3] {
-        let mut open = [0; 3];
+    /// Open connections per role: workers, slow, idle, slow readers.
+    fn open_counts(&self) -> [usize; 4] {
+        let mut open = [0; 4];
         for slot in &self.slots {
             if slot.conn.as_ref().is_some_and(|c| c.connected) {
                 open[slot.role as usize] += 1;
@@ -655,7 +699,7 @@ impl Load {
         [at(0.50), at(0.90), at(0.99), at(1.0)]
     }
 
-    fn summary(&mut self, elapsed: Duration, open: [usize; 3]) -> String {
+    fn summary(&mut self, elapsed: Duration, open: [usize; 4]) -> String {
         let secs = elapsed.as_secs_f64();
         let [p50, p90, p99, max] = self.percentiles();
         let (n, args) = (self.latencies.len(), &self.args);
@@ -701,13 +745,20 @@ impl Load {
                 open[1], self.dropped[1], open[2], self.dropped[2]
             );
         }
+        if args.slow_readers > 0 {
+            let _ = writeln!(
+                out,
+                "slow readers: {} open at the end ({} dropped by the server), {} responses read whole, {} bytes read",
+                open[3], self.dropped[3], self.slow_read.0, self.slow_read.1
+            );
+        }
         if let Some(interval) = args.timeline {
             out.push_str(&self.timeline_text(interval));
         }
         out
     }
 
-    fn json(&mut self, elapsed: Duration, open: [usize; 3]) -> String {
+    fn json(&mut self, elapsed: Duration, open: [usize; 4]) -> String {
         let secs = elapsed.as_secs_f64();
         let [p50, p90, p99, max] = self.percentiles();
         let statuses: Vec<String> = self
@@ -730,7 +781,8 @@ impl Load {
             "{{\"url\":\"{url}\",\"seconds\":{secs:.3},\"connections\":{},\"keep_alive\":{},\"requests\":{},\"requests_per_second\":{:.1},\
              \"latency_ms\":{{\"p50\":{p50:.3},\"p90\":{p90:.3},\"p99\":{p99:.3},\"max\":{max:.3}}},\"statuses\":{{{}}},\
              \"errors\":{{\"total\":{},{}}},\
-             \"slow\":{{\"clients\":{},\"open\":{},\"dropped\":{}}},\"idle\":{{\"clients\":{},\"open\":{},\"dropped\":{}}}{}}}",
+             \"slow\":{{\"clients\":{},\"open\":{},\"dropped\":{}}},\"idle\":{{\"clients\":{},\"open\":{},\"dropped\":{}}},\
+             \"slow_readers\":{{\"clients\":{},\"open\":{},\"dropped\":{},\"responses\":{},\"bytes\":{}}}{}}}",
             self.args.connections,
             !self.args.new_connection_per_request,
             self.latencies.len(),
@@ -744,6 +796,11 @@ impl Load {
             self.args.idle,
             open[2],
             self.dropped[2],
+            self.args.slow_readers,
+            open[3],
+            self.dropped[3],
+            self.slow_read.0,
+            self.slow_read.1,
             self.timeline_json(),
         )
     }
