@@ -283,6 +283,22 @@ fn a_large_upload_reaches_the_upstream_whole_and_only_once_complete() {
     assert!(response.body.ends_with(&body));
 }
 
+/// A pooled upstream connection idle past --upstream-keepalive-timeout is
+/// closed (nginx's `keepalive_timeout` in `upstream`): the next request
+/// opens a new one.
+#[test]
+fn an_idle_pooled_connection_is_closed_after_its_timeout() {
+    let fake = Fake::start(Behaviour::Echo);
+    let flags = ["--trace", "--upstream-keepalive-timeout", "1"];
+    let server = proxy(&[fake.arg()], &flags);
+    let mut stream = server.connect().unwrap();
+    assert_eq!(get(&mut stream, "/a").status, 200);
+    let needle = "idle past --upstream-keepalive-timeout";
+    assert!(server.wait_for_stderr(needle, IO_TIMEOUT), "never closed");
+    assert_eq!(get(&mut stream, "/b").status, 200);
+    assert_eq!(fake.connections.load(Ordering::SeqCst), 2);
+}
+
 /// The proxy's peak resident memory (VmHWM), in KiB.
 fn peak_rss_kib(server: &Server) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
