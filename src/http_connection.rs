@@ -101,6 +101,7 @@ struct Reading {
     /// of it is there.
     file: Option<File>,
     spilled: u64,
+    failed: Option<io::Error>,
 }
 
 /// A request body, whole: in memory, or in a temporary file when it was
@@ -154,30 +155,54 @@ pub struct BodySpill {
 
 impl Reading {
     /// Move the body from memory to its file once it is over the buffer.
-    fn spill(&mut self, spill: Option<&BodySpill>) -> io::Result<()> {
+    /// A failure is kept for [`into_parts`](Self::into_parts) to answer.
+    fn spill(&mut self, spill: Option<&BodySpill>) {
         let Some(spill) = spill.filter(|s| self.body.len() > s.buffer) else {
-            return Ok(());
+            return;
         };
-        let file = match &mut self.file {
-            Some(file) => file,
-            None => self.file.insert(temporary_file(&spill.dir, "client-body")?),
+        if self.failed.is_some() {
+            return self.body.clear(); // 500 at the end: keep nothing meanwhile
+        }
+        let file = match self.file.take() {
+            Some(file) => Ok(file),
+            None => temporary_file(&spill.dir, "client-body"),
         };
         // A blocking write on the loop's thread: the page cache takes it at
         // memory speed (nginx's way too, unless told to use threads).
-        file.write_all(&self.body)?;
+        match file.and_then(|mut file| file.write_all(&self.body).map(|()| file)) {
+            Ok(file) => self.file = Some(file),
+            Err(err) => self.failed = Some(err),
+        }
         self.spilled += self.body.len() as u64;
         self.body.clear();
-        Ok(())
     }
 
-    /// The whole body, from wherever it is.
-    fn take_body(&mut self) -> io::Result<RequestBody> {
-        let Some(mut file) = self.file.take() else {
-            return Ok(RequestBody::Memory(std::mem::take(&mut self.body)));
+    /// The request and its whole body, from wherever it is; or the answer
+    /// to give if it could not be kept, with the request line.
+    fn into_parts(
+        mut self,
+        spill: Option<&BodySpill>,
+    ) -> Result<(Request, RequestBody), (Rejection, String)> {
+        self.spill(spill);
+        let kept = match (self.failed.take(), self.file.take()) {
+            (Some(err), _) => Err(err),
+            (None, None) => Ok(RequestBody::Memory(std::mem::take(&mut self.body))),
+            (None, Some(mut file)) => file.write_all(&self.body).map(|()| {
+                let len = self.spilled + self.body.len() as u64;
+                RequestBody::File { file, len }
+            }),
         };
-        file.write_all(&self.body)?;
-        let len = self.spilled + self.body.len() as u64;
-        Ok(RequestBody::File { file, len })
+        match kept {
+            Ok(body) => Ok((self.request, body)),
+            Err(err) => {
+                trace!(
+                    "the body of {} could not be kept: {err}",
+                    self.request.request_line()
+                );
+                let rejection = Rejection::new(500, "the request body could not be kept");
+                Err((rejection, self.request.request_line()))
+            }
+        }
     }
 }
 
@@ -386,22 +411,16 @@ impl Connection {
                 let done = reading.decoder.is_done();
                 self.inbuf.drain(..used);
                 self.deadline = Some(Instant::now() + settings.header_timeout); // progress
-                let spilled = reading.spill(self.spill.as_deref());
-                if !done && spilled.is_ok() {
+                if !done {
+                    reading.spill(self.spill.as_deref()); // lesson 08: past a buffer, to a file
                     return None;
                 }
                 let State::Body(reading) = replace(&mut self.state, State::Head) else {
                     unreachable!("matched above")
                 };
-                let mut reading = *reading;
-                match spilled.and_then(|()| reading.take_body()) {
-                    Ok(body) => return Some((reading.request, body)),
-                    Err(err) => {
-                        trace!("fd {}: the body could not be kept: {err}", self.fd());
-                        let line = reading.request.request_line();
-                        let rejection = Rejection::new(500, "the request body could not be kept");
-                        return self.reject(&rejection, Some(line), settings);
-                    }
+                match reading.into_parts(self.spill.as_deref()) {
+                    Ok(whole) => return Some(whole),
+                    Err((rejection, line)) => return self.reject(&rejection, Some(line), settings),
                 }
             }
             match self.state {
@@ -447,6 +466,7 @@ impl Connection {
                 body: Vec::new(),
                 file: None,
                 spilled: 0,
+                failed: None,
             };
             self.enter(State::Body(Box::new(reading)), settings);
         }
