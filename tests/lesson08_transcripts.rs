@@ -254,7 +254,7 @@ fn forwarding_headers_transcript() {
     let body = String::from_utf8_lossy(&response.body);
     let shown: String = body
         .lines()
-        .filter(|l| l.starts_with("HTTP_") || l.starts_with("REMOTE_ADDR"))
+        .filter(|l| l.contains("HTTP_") || l.contains("REMOTE_ADDR")) // grep -E
         .map(|l| format!("{l}\n"))
         .collect();
     for gone in ["HTTP_CONNECTION", "HTTP_X_SECRET", "HTTP_KEEP_ALIVE"] {
@@ -297,7 +297,7 @@ fn all_upstreams_down_transcript() {
     assert!(wait_for_lines(&proxy, "\"GET / HTTP/1.1\" 502", 1));
     let (p, a) = (proxy.addr.port(), down.port());
     let mut text = normalise(&as_curl_i(&response), p, a);
-    text.push_str("-- the proxy's log --\n");
+    text.push_str("[in the proxy's terminal:]\n");
     let log = lines_with(&proxy, &["marked down", "\"GET /"]);
     // The refusal's wording is the C library's.
     let log = log.replace("Connection refused (os error 111)", "Connection refused");
