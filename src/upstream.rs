@@ -1,9 +1,12 @@
 //! HTTP from a proxy's side: what it removes, what it adds, how it writes a
 //! request to the server behind it and reads the whole response back.
 //!
-//! Introduced in lesson 08 (`lessons/08-proxy.md`), used by rung 8's proxy.
-//! Nothing here touches a socket, like [`crate::http`], whose parser and
-//! body decoder it drives: the rung moves the bytes.
+//! Introduced in lesson 08 (`lessons/08-proxy.md`), used by rung 8's proxy:
+//! its flags ([`Options`]), the request it writes ([`write_request`],
+//! [`Outgoing`]), the response it reads back ([`ResponseReader`], into a
+//! [`Spool`]), the choice of upstream ([`Group`]). The parsing is
+//! [`crate::http`]'s; when to write or read, and to which socket, is the
+//! rung's.
 //!
 //! A proxy speaks twice: as a server to its client, and as a client to its
 //! upstream. Some headers describe one connection only (RFC 9110 §7.6.1,
@@ -142,7 +145,9 @@ impl Options {
         })
     }
 
-    /// The `--static` directories, checked now rather than at the first request.
+    /// What clap cannot check (at most 64 upstreams, `--static` directories
+    /// that exist), checked now rather than at the first request; and the
+    /// `--static` roots.
     pub fn statics(&self) -> io::Result<Statics> {
         let mut statics = Vec::new();
         if self.upstreams.len() > 64 {
