@@ -49,7 +49,11 @@ fn app_server(app: &str, flags: &[&str], workers: usize) -> Server {
     let booted = |n: usize| format!("Booting worker {n} with pid");
     for n in 1..=workers {
         let left = deadline.saturating_duration_since(Instant::now());
-        assert!(server.wait_for_stderr(&booted(n), left), "{}", server.stderr());
+        assert!(
+            server.wait_for_stderr(&booted(n), left),
+            "{}",
+            server.stderr()
+        );
     }
     while fetch(server.addr, &curl_request(server.addr, "/", "")).is_err() {
         assert!(Instant::now() < deadline, "{}", server.stderr());
@@ -121,7 +125,12 @@ fn normalise(text: &str, proxy: u16, app: u16) -> String {
         if line.contains("write(upstream slot") {
             mask_after(&mut line, ") -> ", digits, |_| "[n]".into());
         }
-        mask_after(&mut line, "(pid:", |c| c.is_ascii_digit(), |_| "[pid]".into());
+        mask_after(
+            &mut line,
+            "(pid:",
+            |c| c.is_ascii_digit(),
+            |_| "[pid]".into(),
+        );
         mask_after(&mut line, "] [", |c| c.is_ascii_digit(), |_| "[pid]".into());
         mask_after(
             &mut line,
@@ -200,7 +209,13 @@ fn snapshot(name: &str, text: &str) {
 fn wait_for_lines(server: &Server, needle: &str, n: usize) -> bool {
     let deadline = Instant::now() + IO_TIMEOUT;
     while Instant::now() < deadline {
-        if server.stderr().lines().filter(|l| l.contains(needle)).count() >= n {
+        if server
+            .stderr()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+            >= n
+        {
             return true;
         }
         thread::sleep(Duration::from_millis(20));
@@ -329,7 +344,13 @@ fn trace_transcript() {
     proxy.terminate(IO_TIMEOUT);
     let upstream_side = lines_with(
         &proxy,
-        &["accept(", "epoll_ctl(", "head complete", "connect(", "upstream"],
+        &[
+            "accept(",
+            "epoll_ctl(",
+            "head complete",
+            "connect(",
+            "upstream",
+        ],
     );
     let (p, a) = (proxy.addr.port(), app.addr.port());
     snapshot("08-trace", &normalise(&upstream_side, p, a));
@@ -359,7 +380,9 @@ fn slow_clients_transcript() {
     let app = app_server("workers:app", &["-k", "sync", "-w", "2", "-t", "2"], 2);
     let mut slow: Vec<TcpStream> = (0..2).map(|_| app.connect().expect("slow")).collect();
     for stream in &mut slow {
-        stream.write_all(b"GET / HTTP/1.1\r\nHo").expect("half a head");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHo")
+            .expect("half a head");
     }
     thread::sleep(Duration::from_millis(300)); // the workers take the first two
     let fresh = fetch(app.addr, &curl_request(app.addr, "/", ""));
@@ -380,7 +403,9 @@ fn slow_clients_transcript() {
     let proxy = proxy(app.addr, &["--quiet"]);
     let mut slow: Vec<TcpStream> = (0..SLOW).map(|_| proxy.connect().expect("slow")).collect();
     for stream in &mut slow {
-        stream.write_all(b"GET / HTTP/1.1\r\nHo").expect("half a head");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHo")
+            .expect("half a head");
     }
     let served_before = app.stderr().matches("\"GET / HTTP/1.1\" 200").count();
     let mut answered = Vec::new();
@@ -393,7 +418,11 @@ fn slow_clients_transcript() {
     // master would have killed it by now.
     thread::sleep(Duration::from_secs(3));
     let open_later = slow.iter().filter(|s| still_open(s)).count();
-    assert!(wait_for_lines(&app, "\"GET / HTTP/1.1\" 200", served_before + 3));
+    assert!(wait_for_lines(
+        &app,
+        "\"GET / HTTP/1.1\" 200",
+        served_before + 3
+    ));
     let served = app.stderr().matches("\"GET / HTTP/1.1\" 200").count() - served_before;
     let timeouts = app.stderr().matches("WORKER TIMEOUT").count();
     text.push_str(&format!(
