@@ -186,7 +186,9 @@ fn curl(server: &Server, path: &str) -> String {
 
 /// The pid in `workers.py`'s answer: `worker pid 4712, request 3 ...`.
 fn answering_pid(body: &str) -> u32 {
-    let rest = body.strip_prefix("worker pid ").expect("a workers.py answer");
+    let rest = body
+        .strip_prefix("worker pid ")
+        .expect("a workers.py answer");
     rest.split(',').next().unwrap().parse().unwrap()
 }
 
@@ -208,7 +210,9 @@ fn ps_tree(master: u32, names: &BTreeMap<u32, u32>) -> String {
             let fields: Vec<&str> = row.split_whitespace().collect();
             let shown = |s: &str| {
                 let real: u32 = s.parse().unwrap();
-                *names.get(&real).unwrap_or_else(|| panic!("unknown pid {real}: {text}"))
+                *names
+                    .get(&real)
+                    .unwrap_or_else(|| panic!("unknown pid {real}: {text}"))
             };
             (shown(fields[0]), shown(fields[1]), fields[2].to_string())
         })
@@ -227,7 +231,12 @@ fn ps_tree(master: u32, names: &BTreeMap<u32, u32>) -> String {
 fn with_parent(master: u32, names: &BTreeMap<u32, u32>) -> BTreeMap<u32, u32> {
     let stat = fs::read_to_string(format!("/proc/{master}/stat")).unwrap();
     let close = stat.rfind(')').unwrap();
-    let ppid: u32 = stat[close + 1..].split_whitespace().nth(1).unwrap().parse().unwrap();
+    let ppid: u32 = stat[close + 1..]
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let mut names = names.clone();
     names.insert(ppid, 4700);
     names
@@ -368,7 +377,10 @@ fn worker_timeout_transcript() {
     let names = pid_names(master, &log);
     let mut text = String::from("[... the worker takes the slow client; 3 s later:]\n");
     text.push_str(&normalise(
-        &log.lines().skip(2).map(|l| format!("{l}\n")).collect::<String>(),
+        &log.lines()
+            .skip(2)
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
         server.addr.port(),
         &names,
     ));
@@ -383,7 +395,15 @@ fn worker_timeout_transcript() {
 #[test]
 fn boot_failure_transcript() {
     let output = Command::new(BIN)
-        .args(["-w", "1", "--port", "0", "--chdir", "apps", "no_such_module:app"])
+        .args([
+            "-w",
+            "1",
+            "--port",
+            "0",
+            "--chdir",
+            "apps",
+            "no_such_module:app",
+        ])
         .current_dir(root())
         .env_remove("VIRTUAL_ENV")
         .output()
