@@ -29,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::ValueEnum;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::socket::{getsockopt, sockopt};
 use nix::sys::stat::{Mode, fchmod, fstat};
@@ -211,6 +212,9 @@ pub fn run_worker(
     app: Option<&Py<PyAny>>,
 ) -> i32 {
     set_process_name(&format!("l07-worker-{number}"));
+    // A worker killed for a missed heartbeat gets SIGABRT, whose default
+    // action dumps core: not worth a file of the process's size each time.
+    let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
     let master = getppid();
     say(
         "INFO",
