@@ -8,9 +8,9 @@
 //! life, from [`run_worker`] down.
 //!
 //! Two worker classes, as gunicorn has:
-//! - `sync` ([`sync_worker`]): wait for a connection, serve ONE request on
+//! - `sync` (`sync_worker`): wait for a connection, serve ONE request on
 //!   it, close it. A slow client holds the whole worker.
-//! - `gthread` ([`gthread_worker`]): rung 6 in each process, the event
+//! - `gthread` (`gthread_worker`): rung 6 in each process, the event
 //!   loop holding the connections and Python threads running the app.
 //!
 //! A worker proves it is alive with a [`Heartbeat`] the master can see.
