@@ -203,7 +203,11 @@ fn state_of(pid: u32) -> Option<char> {
 }
 
 fn live(children: &[Proc]) -> Vec<Proc> {
-    children.iter().filter(|p| p.state != 'Z').cloned().collect()
+    children
+        .iter()
+        .filter(|p| p.state != 'Z')
+        .cloned()
+        .collect()
 }
 
 fn zombies(children: &[Proc]) -> Vec<u32> {
@@ -234,9 +238,9 @@ fn is_worker(p: &Proc) -> bool {
 fn master_running(ctx: &mut Ctx, expected: &str) -> Result<(), Failure> {
     match ctx.server().try_exit() {
         None => Ok(()),
-        Some(status) => Err(ctx.fail(expected.to_string()).detail(format!(
-            "the master ended ({status}): see its stderr below"
-        ))),
+        Some(status) => Err(ctx
+            .fail(expected.to_string())
+            .detail(format!("the master ended ({status}): see its stderr below"))),
     }
 }
 
@@ -660,8 +664,11 @@ fn quick_int(ctx: &mut Ctx) -> Result<(), Failure> {
         Ok(_) => RawResponse::new(got.clone()).status() != Some(200),
         Err(err) => err.kind() != ErrorKind::WouldBlock && err.kind() != ErrorKind::TimedOut,
     };
-    ctx.ensure(cut, "the request in flight cut, not answered: INT does not wait")
-        .map_err(|f| f.detail(format!("it got {} bytes", got.len())))
+    ctx.ensure(
+        cut,
+        "the request in flight cut, not answered: INT does not wait",
+    )
+    .map_err(|f| f.detail(format!("it got {} bytes", got.len())))
 }
 
 fn boot_failure(ctx: &mut Ctx) -> Result<(), Failure> {
@@ -694,7 +701,11 @@ fn boot_failure(ctx: &mut Ctx) -> Result<(), Failure> {
                          most {workers} boots"
                     ),
                 )
-                .map_err(|f| f.detail(format!("the master ended with {status} after {boots} boots")));
+                .map_err(|f| {
+                    f.detail(format!(
+                        "the master ended with {status} after {boots} boots"
+                    ))
+                });
         }
         if Instant::now() >= deadline {
             return Err(ctx
