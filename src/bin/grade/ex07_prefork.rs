@@ -273,7 +273,8 @@ fn wait_for(
 /// Wait for exactly `n` live workers, all named `l07-worker-*` (a child
 /// just forked still has the master's name for a moment), no zombie.
 fn wait_for_workers(ctx: &mut Ctx, n: usize) -> Result<Vec<Proc>, Failure> {
-    let expected = format!("exactly {n} live children named l07-worker-N, and no zombie");
+    let children = if n == 1 { "child" } else { "children" };
+    let expected = format!("exactly {n} live {children} named l07-worker-N, and no zombie");
     let children = wait_for(ctx, BOOT, &expected, &|children| {
         let live = live(children);
         live.len() == n && live.iter().all(is_worker) && zombies(children).is_empty()
