@@ -59,6 +59,9 @@ fn app_server(app: &str, flags: &[&str], workers: usize) -> Server {
         assert!(Instant::now() < deadline, "{}", server.stderr());
         thread::sleep(Duration::from_millis(50));
     }
+    // The worker logs after it has answered: wait for that line, so that
+    // the tests' counts of log lines start from a settled log.
+    assert!(wait_for_lines(&server, "\"GET / HTTP/1.1\"", 1));
     server
 }
 
@@ -399,7 +402,7 @@ fn slow_clients_transcript() {
 
     // Through the proxy: the slow clients stay with the proxy; the workers
     // see only complete requests.
-    let app = app_server("workers:app", &["-k", "sync", "-w", "2", "-t", "2"], 2);
+    let app = app_server("workers:app", &["-k", "sync", "-w", "2", "-t", "3"], 2);
     let proxy = proxy(app.addr, &["--quiet"]);
     let mut slow: Vec<TcpStream> = (0..SLOW).map(|_| proxy.connect().expect("slow")).collect();
     for stream in &mut slow {
@@ -416,7 +419,7 @@ fn slow_clients_transcript() {
     let open = slow.iter().filter(|s| still_open(s)).count();
     // Past the workers' --timeout: had a worker held a slow client, the
     // master would have killed it by now.
-    thread::sleep(Duration::from_secs(3));
+    thread::sleep(Duration::from_secs(4));
     let open_later = slow.iter().filter(|s| still_open(s)).count();
     assert!(wait_for_lines(
         &app,
@@ -427,7 +430,7 @@ fn slow_clients_transcript() {
     let timeouts = app.stderr().matches("WORKER TIMEOUT").count();
     text.push_str(&format!(
         "through the proxy: {SLOW} slow clients, then 3 fresh requests: answered {}\n\
-         slow clients still connected to the proxy: {open}, and 3 s later: {open_later}\n\
+         slow clients still connected to the proxy: {open}, and 4 s later: {open_later}\n\
          the app server's log: {served} requests, {timeouts} WORKER TIMEOUT\n",
         answered.join(", ")
     ));
