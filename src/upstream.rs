@@ -104,9 +104,23 @@ pub struct Options {
     /// Most client connections open at once; more are answered 503
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_connections: usize,
+
+    /// Set SO_REUSEPORT, so that several proxy processes listen on one port and the
+    /// kernel spreads new connections over them: one process per core (nginx's
+    /// `listen ... reuseport` with a worker per core)
+    #[arg(long)]
+    pub reuse_port: bool,
 }
 
 impl Options {
+    /// The listening socket, shared with other processes if `--reuse-port`.
+    pub fn listen(&self, addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+        match self.reuse_port {
+            true => crate::cli::listen_reuse_port(addr),
+            false => crate::cli::listen(addr),
+        }
+    }
+
     /// The event loop's configuration: the client side of the proxy.
     pub fn config(&self) -> Config {
         Config {
