@@ -345,12 +345,13 @@ fn eventually(done: impl Fn() -> bool) -> bool {
     true
 }
 
-/// `printf 'RESPONSE' | nc -q 1 -l 127.0.0.1 8005 & sleep 1; `: a one-shot
-/// upstream that prints the request the proxy sends it, answers with
-/// `response`, and quits a second later.
-fn nc_upstream(response: &str, port: &str) -> String {
+/// `(printf 'RESPONSE'; sleep N) | nc -q 0 -l 127.0.0.1 8005 & sleep 1; `:
+/// a one-shot upstream that prints the request the proxy sends it, answers
+/// with `response`, and quits `hold` seconds after it started (by then the
+/// exchange is over: its output is whole).
+fn nc_upstream(response: &str, port: &str, hold: u32) -> String {
     format!(
-        "printf '{}' | nc -q 1 -l 127.0.0.1 {port} & sleep 1; ",
+        "(printf '{}'; sleep {hold}) | nc -q 0 -l 127.0.0.1 {port} & sleep 1; ",
         crate::runner::printf_escape(response.as_bytes())
     )
 }
@@ -384,7 +385,7 @@ fn hop_by_hop(ctx: &mut Ctx) -> Result<(), Failure> {
     let upstream = start(ctx, &[])?;
     let command = format!(
         "{}curl -s -H 'Connection: X-Secret' -H 'X-Secret: 1' -H 'Keep-Alive: 300' {}; wait",
-        nc_upstream(OK_RESPONSE, "8005"),
+        nc_upstream(OK_RESPONSE, "8005", 3),
         ctx.url("/path")
     );
     ctx.reproduce_noting(
@@ -455,7 +456,7 @@ fn buffers_request(ctx: &mut Ctx) -> Result<(), Failure> {
     let command = format!(
         "{}(printf 'POST /up HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 10\\r\\n\\r\\n12345'; \
          sleep 2; printf '67890') | nc -q 3 127.0.0.1 {}; wait",
-        nc_upstream(OK_RESPONSE, "8005"),
+        nc_upstream(OK_RESPONSE, "8005", 5),
         ctx.port_hint()
     );
     ctx.reproduce_noting(
@@ -537,7 +538,7 @@ fn proxies(ctx: &mut Ctx) -> Result<(), Failure> {
     let answer = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello\n";
     let command = format!(
         "{}curl -v {}; wait",
-        nc_upstream(answer, "8005"),
+        nc_upstream(answer, "8005", 3),
         ctx.url("/hello")
     );
     ctx.reproduce_noting(
@@ -574,8 +575,8 @@ fn reuses_connections(ctx: &mut Ctx) -> Result<(), Failure> {
     // not reach (nc -l takes one).
     let command = format!(
         "(printf 'HTTP/1.1 200 OK\\r\\nContent-Length: 4\\r\\n\\r\\none\\n'; sleep 3; \
-         printf 'HTTP/1.1 200 OK\\r\\nContent-Length: 4\\r\\n\\r\\ntwo\\n') | \
-         nc -q 1 -l 127.0.0.1 8005 & sleep 1; curl -s {}; curl -s {}; wait",
+         printf 'HTTP/1.1 200 OK\\r\\nContent-Length: 4\\r\\n\\r\\ntwo\\n'; sleep 1) | \
+         nc -q 0 -l 127.0.0.1 8005 & sleep 1; curl -s {}; curl -s {}; wait",
         ctx.url("/a"),
         ctx.url("/b")
     );
@@ -673,7 +674,7 @@ fn fails_over(ctx: &mut Ctx) -> Result<(), Failure> {
     ctx.start(&["--upstream", SECOND])?;
     let command = format!(
         "{}curl -v {}; wait",
-        nc_upstream(OK_RESPONSE, "8105"),
+        nc_upstream(OK_RESPONSE, "8105", 3),
         ctx.url("/")
     );
     ctx.reproduce_noting(
