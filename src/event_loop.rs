@@ -24,7 +24,7 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::time::{Duration, Instant};
 
 use crate::http::{Request, Response};
-use crate::http_connection::{Connection, Progress, Settings};
+use crate::http_connection::{BodySpill, Connection, Progress, RequestBody, Settings};
 use crate::readiness::{Backend, Event, Interest, Poll, Token, Waker};
 use crate::trace;
 
@@ -54,24 +54,36 @@ pub struct Config {
     pub http: Settings,
 }
 
-/// What a rung does with a complete request.
+/// What a rung does with a complete request. A handler implements
+/// [`handle`](Self::handle) (rungs 5 to 7) or
+/// [`handle_with`](Self::handle_with) (rung 8); the loop calls
+/// `handle_with`, whose default calls `handle`.
 pub trait Handler {
     /// Called on the loop's thread, so it must be quick: while it runs, no
     /// other client is read, written or accepted. Slow work answers
-    /// [`Answer::Later`] and finishes on another thread.
-    fn handle(&mut self, request: &Request, body: Vec<u8>, client: Client) -> Answer;
+    /// [`Answer::Later`] and finishes on another thread. The default, for
+    /// a handler that implements `handle_with` instead, is never called.
+    fn handle(&mut self, request: &Request, body: Vec<u8>, client: Client) -> Answer {
+        let _ = (request, body, client);
+        Answer::Now(Response::error(500, "this handler answers nothing"))
+    }
 
-    /// The same, with the loop's [`Context`] in hand: what the loop calls.
-    /// A handler that owns sockets of its own on this loop (rung 8's
-    /// upstreams) overrides this one; the rest never see it.
+    /// The same, with the loop's [`Context`] in hand, and the body as it
+    /// is kept: in memory, or in a file if it spilled (only when the rung
+    /// asked for it with [`EventLoop::spill_bodies`]). A handler that owns
+    /// sockets of its own on this loop (rung 8's upstreams) implements this
+    /// one; the default reads the body into memory and calls `handle`.
     fn handle_with(
         &mut self,
         request: &Request,
-        body: Vec<u8>,
+        body: RequestBody,
         client: Client,
         _cx: &mut Context<'_>,
     ) -> Answer {
-        self.handle(request, body, client)
+        match body.into_bytes() {
+            Ok(body) => self.handle(request, body, client),
+            Err(err) => Answer::Now(Response::error(500, &format!("the body is lost: {err}"))),
+        }
     }
 
     /// A socket the handler registered with a token from [`HANDLER_TOKENS`]
@@ -185,6 +197,8 @@ pub struct EventLoop {
     tick: Option<Duration>,
     /// [`Remote::drain`] came: accept no more, end when the last connection has.
     draining: bool,
+    /// Where large request bodies go ([`EventLoop::spill_bodies`]).
+    spill: Option<Arc<BodySpill>>,
 }
 
 /// A connection and the time of its entry in the timer heap.
@@ -223,7 +237,14 @@ impl EventLoop {
             wake_ups: BinaryHeap::new(),
             tick: None,
             draining: false,
+            spill: None,
         })
+    }
+
+    /// Keep a request body past `spill.buffer` bytes in an unlinked file,
+    /// not in memory (lesson 08). Off by default: the body is a `Vec`.
+    pub fn spill_bodies(&mut self, spill: BodySpill) {
+        self.spill = Some(Arc::new(spill));
     }
 
     /// Call [`Handler::tick`] at least this often, even with nothing to do.
@@ -343,7 +364,10 @@ impl EventLoop {
             return trace!("epoll_ctl(ADD, fd {fd}) -> {err}");
         }
         self.next_id += 1;
-        let connection = Connection::new(stream, peer, self.next_id, &self.config.http);
+        let mut connection = Connection::new(stream, peer, self.next_id, &self.config.http);
+        if let Some(spill) = &self.spill {
+            connection.spill_bodies(spill.clone());
+        }
         let armed = None;
         self.connections[slot] = Some(Slot { connection, armed });
         self.live += 1;

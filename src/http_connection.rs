@@ -12,11 +12,14 @@
 //! framing are `ladder::http`'s (lesson 02); this module only moves bytes
 //! and keeps the state.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::mem::{discriminant, replace};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -94,6 +97,129 @@ struct Reading {
     request: Request,
     decoder: BodyDecoder,
     body: Vec<u8>,
+    /// Where the body goes past [`BodySpill::buffer`] bytes, and how much
+    /// of it is there.
+    file: Option<File>,
+    spilled: u64,
+    failed: Option<io::Error>,
+}
+
+/// A request body, whole: in memory, or in a temporary file when it was
+/// larger than [`BodySpill::buffer`] (lesson 08).
+#[derive(Debug)]
+pub enum RequestBody {
+    Memory(Vec<u8>),
+    /// An unlinked file holding `len` bytes, its offset anywhere.
+    File {
+        file: File,
+        len: u64,
+    },
+}
+
+impl RequestBody {
+    pub fn len(&self) -> u64 {
+        match self {
+            RequestBody::Memory(bytes) => bytes.len() as u64,
+            RequestBody::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The body as bytes, read back from its file if it spilled: for a
+    /// handler that wants it in memory anyway.
+    pub fn into_bytes(self) -> io::Result<Vec<u8>> {
+        match self {
+            RequestBody::Memory(bytes) => Ok(bytes),
+            RequestBody::File { mut file, .. } => {
+                let mut bytes = Vec::new();
+                io::Seek::rewind(&mut file)?;
+                file.read_to_end(&mut bytes)?;
+                Ok(bytes)
+            }
+        }
+    }
+}
+
+/// Request bodies past `buffer` bytes go to an unlinked file in `dir`
+/// instead of memory (nginx's `client_body_buffer_size` and
+/// `client_body_temp_path`). Off unless a rung asks for it
+/// ([`EventLoop::spill_bodies`](crate::event_loop::EventLoop::spill_bodies)).
+#[derive(Debug, Clone)]
+pub struct BodySpill {
+    pub buffer: usize,
+    pub dir: PathBuf,
+}
+
+impl Reading {
+    /// Move the body from memory to its file once it is over the buffer.
+    /// A failure is kept for [`into_parts`](Self::into_parts) to answer.
+    fn spill(&mut self, spill: Option<&BodySpill>) {
+        let Some(spill) = spill.filter(|s| self.body.len() > s.buffer) else {
+            return;
+        };
+        if self.failed.is_some() {
+            return self.body.clear(); // 500 at the end: keep nothing meanwhile
+        }
+        let file = match self.file.take() {
+            Some(file) => Ok(file),
+            None => temporary_file(&spill.dir, "client-body"),
+        };
+        // A blocking write on the loop's thread: the page cache takes it at
+        // memory speed (nginx's way too, unless told to use threads).
+        match file.and_then(|mut file| file.write_all(&self.body).map(|()| file)) {
+            Ok(file) => self.file = Some(file),
+            Err(err) => self.failed = Some(err),
+        }
+        self.spilled += self.body.len() as u64;
+        self.body.clear();
+    }
+
+    /// The request and its whole body, from wherever it is; or the answer
+    /// to give if it could not be kept, with the request line.
+    fn into_parts(
+        mut self,
+        spill: Option<&BodySpill>,
+    ) -> Result<(Request, RequestBody), (Rejection, String)> {
+        self.spill(spill);
+        let kept = match (self.failed.take(), self.file.take()) {
+            (Some(err), _) => Err(err),
+            (None, None) => Ok(RequestBody::Memory(std::mem::take(&mut self.body))),
+            (None, Some(mut file)) => file.write_all(&self.body).map(|()| {
+                let len = self.spilled + self.body.len() as u64;
+                RequestBody::File { file, len }
+            }),
+        };
+        match kept {
+            Ok(body) => Ok((self.request, body)),
+            Err(err) => {
+                trace!(
+                    "the body of {} could not be kept: {err}",
+                    self.request.request_line()
+                );
+                let rejection = Rejection::new(500, "the request body could not be kept");
+                Err((rejection, self.request.request_line()))
+            }
+        }
+    }
+}
+
+/// A file nobody else can open: created in `dir`, then unlinked at once;
+/// its blocks are freed when the last descriptor closes, even on a crash.
+pub fn temporary_file(dir: &Path, what: &str) -> io::Result<File> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!("{what}-{}-{n}", std::process::id()));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
 }
 
 /// Where the rest of a response body comes from.
@@ -121,7 +247,7 @@ pub enum Progress {
     /// A whole request, body included. The caller answers it with
     /// [`Connection::respond`] or hands it on with [`Connection::wait_for`],
     /// then drives again.
-    Request { request: Request, body: Vec<u8> },
+    Request { request: Request, body: RequestBody },
     /// Done with this connection, for this reason (`--trace` says it).
     Close(&'static str),
 }
@@ -146,6 +272,8 @@ pub struct Connection {
     peer_closed: bool,
     /// The server is draining: answer what comes, then close.
     last_call: bool,
+    /// Where a large request body goes, if anywhere but memory.
+    spill: Option<Arc<BodySpill>>,
 }
 
 impl Connection {
@@ -162,7 +290,13 @@ impl Connection {
             writable: false,
             peer_closed: false,
             last_call: false,
+            spill: None,
         }
+    }
+
+    /// Keep request bodies past `spill.buffer` bytes in a file, not memory.
+    pub fn spill_bodies(&mut self, spill: Arc<BodySpill>) {
+        self.spill = Some(spill);
     }
 
     /// The server is shutting down gracefully: the request in progress, or
@@ -263,7 +397,7 @@ impl Connection {
     /// Take the next step of reading a request with what `inbuf` holds:
     /// a whole request (its body decoded) when there is one; `None` when
     /// more bytes are needed, or when this state reads no requests.
-    fn next_request(&mut self, settings: &Settings) -> Option<(Request, Vec<u8>)> {
+    fn next_request(&mut self, settings: &Settings) -> Option<(Request, RequestBody)> {
         let limits = &settings.limits;
         while !self.inbuf.is_empty() {
             if let State::Body(reading) = &mut self.state {
@@ -278,12 +412,16 @@ impl Connection {
                 self.inbuf.drain(..used);
                 self.deadline = Some(Instant::now() + settings.header_timeout); // progress
                 if !done {
+                    reading.spill(self.spill.as_deref()); // lesson 08: past a buffer, to a file
                     return None;
                 }
                 let State::Body(reading) = replace(&mut self.state, State::Head) else {
                     unreachable!("matched above")
                 };
-                return Some((reading.request, reading.body));
+                match reading.into_parts(self.spill.as_deref()) {
+                    Ok(whole) => return Some(whole),
+                    Err((rejection, line)) => return self.reject(&rejection, Some(line), settings),
+                }
             }
             match self.state {
                 State::Idle => self.enter(State::Head, settings), // the clock starts now
@@ -303,7 +441,7 @@ impl Connection {
             );
             self.inbuf.drain(..consumed); // the rest is the body or the next request
             let framing = match request.body_framing(limits) {
-                Ok(BodyFraming::Empty) => return Some((request, Vec::new())),
+                Ok(BodyFraming::Empty) => return Some((request, RequestBody::Memory(Vec::new()))),
                 Ok(framing) => framing,
                 Err(rejection) => {
                     let line = request.request_line();
@@ -326,6 +464,9 @@ impl Connection {
                 request,
                 decoder,
                 body: Vec::new(),
+                file: None,
+                spilled: 0,
+                failed: None,
             };
             self.enter(State::Body(Box::new(reading)), settings);
         }

@@ -1,9 +1,12 @@
 //! HTTP from a proxy's side: what it removes, what it adds, how it writes a
 //! request to the server behind it and reads the whole response back.
 //!
-//! Introduced in lesson 08 (`lessons/08-proxy.md`), used by rung 8's proxy.
-//! Nothing here touches a socket, like [`crate::http`], whose parser and
-//! body decoder it drives: the rung moves the bytes.
+//! Introduced in lesson 08 (`lessons/08-proxy.md`), used by rung 8's proxy:
+//! its flags ([`Options`]), the request it writes ([`write_request`],
+//! [`Outgoing`]), the response it reads back ([`ResponseReader`], into a
+//! [`Spool`]), the choice of upstream ([`Group`]). The parsing is
+//! [`crate::http`]'s; when to write or read, and to which socket, is the
+//! rung's.
 //!
 //! A proxy speaks twice: as a server to its client, and as a client to its
 //! upstream. Some headers describe one connection only (RFC 9110 §7.6.1,
@@ -11,16 +14,194 @@
 //! was, which the upstream can no longer see for itself (RFC 7239).
 
 use std::fmt::Write as _;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mio::net::TcpStream;
+use nix::sys::sendfile::sendfile;
+
+use crate::event_loop::Config;
 use crate::http::{
-    Body, BodyDecoder, Header, Request, Response, ResponseHeadIn, TargetForm, parse_response,
+    Body, BodyDecoder, Header, Limits, Request, Response, ResponseHeadIn, ServerInfo, Target,
+    TargetForm, parse_response,
 };
+use crate::http_connection::{BodySpill, RequestBody, Settings, temporary_file};
+use crate::readiness::Backend;
+use crate::static_files::{self, Root};
+
+/// The proxy's flags, with nginx's directive names and defaults.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Options {
+    /// An app server to pass requests to (repeat for several); nginx's `server` in `upstream`
+    #[arg(long = "upstream", value_name = "HOST:PORT", required = true, value_parser = parse_upstream)]
+    pub upstreams: Vec<SocketAddr>,
+
+    /// Serve URLs under PREFIX from DIR ourselves (nginx's `location PREFIX { alias DIR; }`)
+    #[arg(long = "static", value_name = "PREFIX=DIR", value_parser = parse_static)]
+    pub statics: Vec<(String, PathBuf)>,
+
+    /// How to pick an upstream for each request
+    #[arg(long, value_enum, default_value_t = Balance::RoundRobin)]
+    pub balance: Balance,
+
+    /// Seconds a client has for a request head, and between two reads of its body
+    /// (nginx's client_header_timeout and client_body_timeout)
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = seconds)]
+    pub client_header_timeout: Duration,
+
+    /// Seconds an idle client connection is kept (nginx's keepalive_timeout)
+    #[arg(long, value_name = "SECS", default_value = "75", value_parser = seconds)]
+    pub keepalive_timeout: Duration,
+
+    /// Largest request body; larger is 413 (nginx's client_max_body_size)
+    #[arg(long, value_name = "BYTES", default_value = "1m", value_parser = parse_size)]
+    pub client_max_body_size: u64,
+
+    /// Bytes of one request body held in memory; the rest waits in a temporary file
+    /// (nginx's client_body_buffer_size)
+    #[arg(long, value_name = "BYTES", default_value = "16k", value_parser = parse_size)]
+    pub client_body_buffer_size: u64,
+
+    /// Seconds to connect to an upstream (nginx's proxy_connect_timeout)
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = seconds)]
+    pub proxy_connect_timeout: Duration,
+
+    /// Seconds an upstream may stay silent while we send or read (nginx's proxy_read_timeout)
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = seconds)]
+    pub proxy_read_timeout: Duration,
+
+    /// Seconds an upstream that refused or timed out is left alone (nginx's fail_timeout)
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    pub fail_timeout: Duration,
+
+    /// Idle keep-alive connections kept per upstream (nginx's keepalive in `upstream`)
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub keepalive: usize,
+
+    /// Seconds an idle upstream connection is kept in the pool (nginx's keepalive_timeout
+    /// in `upstream`)
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = seconds)]
+    pub upstream_keepalive_timeout: Duration,
+
+    /// Bytes of one response held in memory; the rest waits in a temporary file
+    /// (nginx's proxy_buffers)
+    #[arg(long, value_name = "BYTES", default_value = "64k", value_parser = parse_size)]
+    pub proxy_buffers: u64,
+
+    /// Largest temporary file for one response; larger is 502 (nginx's proxy_max_temp_file_size)
+    #[arg(long, value_name = "BYTES", default_value = "1g", value_parser = parse_size)]
+    pub proxy_max_temp_file_size: u64,
+
+    /// Directory for those temporary files, of requests and responses (nginx's
+    /// client_body_temp_path and proxy_temp_path)
+    #[arg(long, value_name = "DIR", default_value = "/tmp")]
+    pub temp_dir: PathBuf,
+
+    /// Most client connections open at once; more are answered 503
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_connections: usize,
+}
+
+impl Options {
+    /// The event loop's configuration: the client side of the proxy.
+    pub fn config(&self) -> Config {
+        Config {
+            backend: Backend::Mio,
+            max_connections: self.max_connections,
+            http: Settings {
+                limits: Limits {
+                    max_body: self.client_max_body_size,
+                    ..Limits::default()
+                },
+                header_timeout: self.client_header_timeout,
+                idle_timeout: self.keepalive_timeout,
+                server: ServerInfo::PLAIN,
+                // Our own timeouts always answer (502/504), and we log
+                // ourselves, naming the upstream.
+                answer_timeout: None,
+                log_later: false,
+            },
+        }
+    }
+
+    /// Where a request body past `--client-body-buffer-size` goes.
+    pub fn body_spill(&self) -> BodySpill {
+        BodySpill {
+            buffer: usize::try_from(self.client_body_buffer_size).unwrap_or(usize::MAX),
+            dir: self.temp_dir.clone(),
+        }
+    }
+
+    /// Where a response body past `--proxy-buffers` goes: shared by all.
+    pub fn spool_limits(&self) -> Arc<SpoolLimits> {
+        Arc::new(SpoolLimits {
+            memory: usize::try_from(self.proxy_buffers).unwrap_or(usize::MAX),
+            max_file: self.proxy_max_temp_file_size,
+            dir: self.temp_dir.clone(),
+        })
+    }
+
+    /// What clap cannot check (at most 64 upstreams, `--static` directories
+    /// that exist), checked now rather than at the first request; and the
+    /// `--static` roots.
+    pub fn statics(&self) -> io::Result<Statics> {
+        let mut statics = Vec::new();
+        if self.upstreams.len() > 64 {
+            let why = "at most 64 --upstream (a request's tries are a u64)";
+            return Err(io::Error::other(why));
+        }
+        for (prefix, dir) in &self.statics {
+            let root = Root::new(dir).map_err(|err| {
+                let hint = "--static takes PREFIX=DIR with an existing directory";
+                io::Error::new(err.kind(), format!("{}: {err} ({hint})", dir.display()))
+            })?;
+            statics.push((prefix.clone(), root));
+        }
+        Ok(Statics(statics))
+    }
+}
+
+/// `--static PREFIX=DIR`: the URL prefixes the proxy serves from disk.
+pub struct Statics(Vec<(String, Root)>);
+
+impl Statics {
+    /// The URL without its prefix, served from DIR by rung 4's code, as
+    /// nginx serves static files and passes the rest on; `None`: pass it on.
+    pub fn respond(&self, request: &Request) -> Option<Response> {
+        let (prefix, root) =
+            (self.0.iter()).find(|(p, _)| request.path().starts_with(p.as_str()))?;
+        let rest = request.path()[prefix.len()..].trim_start_matches('/');
+        let query = if request.target.has_query() { "?" } else { "" };
+        let raw = format!("/{rest}{query}{}", request.query());
+        let target = Target::parse(&request.method, &raw).ok()?;
+        let local = Request {
+            target,
+            ..request.clone()
+        };
+        Some(static_files::respond(root, &local))
+    }
+}
+
+/// GET, HEAD, PUT, DELETE, OPTIONS, TRACE (RFC 9110 §9.2.2): a request
+/// that may be sent twice, to another upstream after a failure.
+pub fn is_idempotent(request: &Request) -> bool {
+    let method = request.method.as_str();
+    ["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"].contains(&method)
+}
+
+/// Timeouts up to a day: a deadline is `Instant + timeout`, which must not overflow.
+fn seconds(text: &str) -> Result<Duration, String> {
+    match text.parse::<u64>() {
+        Ok(n) if n <= 86_400 => Ok(Duration::from_secs(n)),
+        _ => Err(format!(
+            "'{text}' is not a number of seconds from 0 to 86400"
+        )),
+    }
+}
 
 /// Headers that describe one connection and never cross a proxy, besides
 /// the ones the `Connection` header names. RFC 9110 §7.6.1: "a proxy or
@@ -42,6 +223,7 @@ const HOP_BY_HOP: &[&str] = &[
     "content-length",
 ];
 
+// ANCHOR: hop_by_hop
 /// Should this header stay on this side of the proxy? `connection` is
 /// every value of the message's `Connection` header.
 pub fn is_hop_by_hop(name: &str, connection: &[&[u8]]) -> bool {
@@ -53,6 +235,7 @@ pub fn is_hop_by_hop(name: &str, connection: &[&[u8]]) -> bool {
         || HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
         || name.len() >= 6 && name[..6].eq_ignore_ascii_case("proxy-")
 }
+// ANCHOR_END: hop_by_hop
 
 /// The headers that cross the proxy: all but the hop-by-hop ones.
 pub fn end_to_end(headers: &[Header]) -> impl Iterator<Item = &Header> {
@@ -74,12 +257,24 @@ pub struct Forwarding {
     pub proto: &'static str,
 }
 
-/// Write `request` for the upstream, with its whole `body`: the request line
-/// in origin-form (an absolute-form target's authority becomes `Host`, RFC
-/// 9112 §3.2.2), the end-to-end headers, the forwarding headers, and a
-/// `Content-Length` of our own. HTTP/1.1 and no `Connection: close`: the
-/// connection may go back to the pool afterwards.
-pub fn write_request(out: &mut Vec<u8>, request: &Request, body: &[u8], from: Forwarding) {
+impl Forwarding {
+    /// A client that reached us over plain HTTP.
+    pub fn http(peer: SocketAddr) -> Forwarding {
+        Forwarding {
+            client: peer.ip(),
+            proto: "http",
+        }
+    }
+}
+
+// ANCHOR: write_request
+/// Write the head of `request` for the upstream, whose whole body has
+/// `body_len` bytes: the request line in origin-form (an absolute-form
+/// target's authority becomes `Host`, RFC 9112 §3.2.2), the end-to-end
+/// headers, the forwarding headers, and a `Content-Length` of our own.
+/// HTTP/1.1 and no `Connection: close`: the connection may go back to the
+/// pool afterwards.
+pub fn write_request(out: &mut Vec<u8>, request: &Request, body_len: u64, from: Forwarding) {
     let _ = write!(out, "{} ", request.method);
     match request.target.form() {
         TargetForm::Absolute { .. } => {
@@ -87,11 +282,9 @@ pub fn write_request(out: &mut Vec<u8>, request: &Request, body: &[u8], from: Fo
         }
         _ => out.extend_from_slice(request.target.as_str().as_bytes()),
     }
-    out.extend_from_slice(b" HTTP/1.1\r\n");
     let host = request.host().unwrap_or("");
-    let _ = write!(out, "Host: {host}\r\n");
-    let mut xff = None;
-    let mut forwarded = None;
+    let _ = write!(out, " HTTP/1.1\r\nHost: {host}\r\n");
+    let (mut xff, mut forwarded) = (None, None);
     for header in end_to_end(&request.headers) {
         let name = header.name.as_str();
         // Host is written above; the body is whole, nobody waits for a 100.
@@ -102,53 +295,127 @@ pub fn write_request(out: &mut Vec<u8>, request: &Request, body: &[u8], from: Fo
             continue;
         }
         if name.eq_ignore_ascii_case("x-forwarded-for") {
-            xff = Some(&header.value);
-            continue;
+            xff = Some(header.value.as_slice());
+        } else if name.eq_ignore_ascii_case("forwarded") {
+            forwarded = Some(header.value.as_slice());
+        } else {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(&header.value);
+            out.extend_from_slice(b"\r\n");
         }
-        if name.eq_ignore_ascii_case("forwarded") {
-            forwarded = Some(&header.value);
-            continue;
-        }
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(&header.value);
-        out.extend_from_slice(b"\r\n");
     }
-    // The de facto X-Forwarded-For: a list, each proxy appends its client.
-    out.extend_from_slice(b"X-Forwarded-For: ");
-    if let Some(earlier) = xff {
-        out.extend_from_slice(earlier);
-        out.extend_from_slice(b", ");
-    }
-    let _ = write!(
-        out,
-        "{}\r\nX-Forwarded-Proto: {}\r\n",
-        from.client, from.proto
-    );
-    // RFC 7239 §4: `for` is a node; an IPv6 one is quoted and bracketed
-    // (§6); a new element is appended after a comma (§7.1).
-    out.extend_from_slice(b"Forwarded: ");
-    if let Some(earlier) = forwarded {
-        out.extend_from_slice(earlier);
-        out.extend_from_slice(b", ");
-    }
-    match from.client {
-        std::net::IpAddr::V4(ip) => _ = write!(out, "for={ip}"),
-        std::net::IpAddr::V6(ip) => _ = write!(out, "for=\"[{ip}]\""),
-    }
-    let _ = write!(out, ";proto={}", from.proto);
-    if !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic() && b != b'"') {
-        let _ = write!(out, ";host=\"{host}\"");
-    }
-    out.extend_from_slice(b"\r\n");
+    from.write(out, xff, forwarded, host);
     // A body, or a method whose request has one by its nature: say its size.
     let had_body =
         request.header("content-length").is_some() || request.header("transfer-encoding").is_some();
-    if !body.is_empty() || had_body {
-        let _ = write!(out, "Content-Length: {}\r\n", body.len());
+    if body_len > 0 || had_body {
+        let _ = write!(out, "Content-Length: {body_len}\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
+}
+// ANCHOR_END: write_request
+
+impl Forwarding {
+    /// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded`, each after
+    /// what earlier proxies wrote (`xff`, `forwarded`).
+    fn write(self, out: &mut Vec<u8>, xff: Option<&[u8]>, forwarded: Option<&[u8]>, host: &str) {
+        // The de facto X-Forwarded-For: a list, each proxy appends its client.
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        if let Some(earlier) = xff {
+            out.extend_from_slice(earlier);
+            out.extend_from_slice(b", ");
+        }
+        let _ = write!(
+            out,
+            "{}\r\nX-Forwarded-Proto: {}\r\n",
+            self.client, self.proto
+        );
+        // RFC 7239 §4: `for` is a node; an IPv6 one is quoted and bracketed
+        // (§6); a new element is appended after a comma (§7.1).
+        out.extend_from_slice(b"Forwarded: ");
+        if let Some(earlier) = forwarded {
+            out.extend_from_slice(earlier);
+            out.extend_from_slice(b", ");
+        }
+        match self.client {
+            std::net::IpAddr::V4(ip) => _ = write!(out, "for={ip}"),
+            std::net::IpAddr::V6(ip) => _ = write!(out, "for=\"[{ip}]\""),
+        }
+        let _ = write!(out, ";proto={}", self.proto);
+        if !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic() && b != b'"') {
+            let _ = write!(out, ";host=\"{host}\"");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// A request on its way to an upstream, kept whole for a retry: the head
+/// (and a body held in memory) as bytes, then a body that spilled to a
+/// file, sent by sendfile(2): from the page cache to the socket, never
+/// through our memory.
+pub struct Outgoing {
+    bytes: Vec<u8>,
+    file: Option<(File, u64)>,
+    sent: u64,
+}
+
+impl Outgoing {
+    pub fn new(request: &Request, body: RequestBody, from: Forwarding) -> Outgoing {
+        let mut bytes = Vec::with_capacity(512);
+        write_request(&mut bytes, request, body.len(), from);
+        let file = match body {
+            RequestBody::Memory(body) => {
+                bytes.extend_from_slice(&body);
+                None
+            }
+            RequestBody::File { file, len } => Some((file, len)),
+        };
+        Outgoing {
+            bytes,
+            file,
+            sent: 0,
+        }
+    }
+
+    /// Bytes in all, and bytes sent so far.
+    pub fn len(&self) -> u64 {
+        self.bytes.len() as u64 + self.file.as_ref().map_or(0, |(_, len)| *len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// From the start again, for another upstream.
+    pub fn rewind(&mut self) {
+        self.sent = 0;
+    }
+
+    /// One write(2) or sendfile(2) of what is left: the bytes written, or
+    /// the socket's error (WouldBlock: its send buffer is full).
+    pub fn write_to(&mut self, mut stream: &TcpStream) -> io::Result<usize> {
+        let head = self.bytes.len() as u64;
+        let n = match &self.file {
+            _ if self.sent < head => stream.write(&self.bytes[self.sent as usize..])?,
+            Some((file, len)) => {
+                let mut offset = (self.sent - head) as libc::off_t;
+                let count = usize::try_from(len + head - self.sent).unwrap_or(1 << 30);
+                match sendfile(stream, file, Some(&mut offset), count.min(1 << 30)) {
+                    Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                    Ok(n) => n,
+                    Err(errno) => return Err(errno.into()),
+                }
+            }
+            None => 0,
+        };
+        self.sent += n as u64;
+        Ok(n)
+    }
 }
 
 /// Where a response body goes while it arrives: memory up to a limit, then
@@ -157,7 +424,7 @@ pub struct Spool {
     memory: Vec<u8>,
     file: Option<File>,
     file_len: u64,
-    limits: SpoolLimits,
+    limits: Arc<SpoolLimits>,
 }
 
 /// How much a [`Spool`] keeps in memory, where it spills, and how far.
@@ -172,8 +439,9 @@ pub struct SpoolLimits {
     pub dir: PathBuf,
 }
 
+// ANCHOR: spool
 impl Spool {
-    pub fn new(limits: SpoolLimits) -> Spool {
+    pub fn new(limits: Arc<SpoolLimits>) -> Spool {
         Spool {
             memory: Vec::new(),
             file: None,
@@ -198,7 +466,9 @@ impl Spool {
         }
         let file = match &mut self.file {
             Some(file) => file,
-            None => self.file.insert(temporary_file(&self.limits.dir)?),
+            None => self
+                .file
+                .insert(temporary_file(&self.limits.dir, "proxy-temp")?),
         };
         self.file_len += self.memory.len() as u64;
         if self.file_len > self.limits.max_file {
@@ -222,22 +492,7 @@ impl Spool {
         Ok(Body::File { file, len })
     }
 }
-
-/// A file nobody else can open: created, then unlinked at once; its blocks
-/// are freed when the last descriptor closes, even if we crash.
-fn temporary_file(dir: &Path) -> io::Result<File> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let path = dir.join(format!("proxy-temp-{}-{n}", std::process::id()));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))?;
-    std::fs::remove_file(&path)?;
-    Ok(file)
-}
+// ANCHOR_END: spool
 
 /// Reads one whole response from an upstream, fed as bytes arrive: the head
 /// with [`parse_response`], then the body decoded into a [`Spool`].
@@ -250,7 +505,7 @@ pub struct ResponseReader {
 }
 
 impl ResponseReader {
-    pub fn new(request_was_head: bool, limits: SpoolLimits) -> ResponseReader {
+    pub fn new(request_was_head: bool, limits: Arc<SpoolLimits>) -> ResponseReader {
         ResponseReader {
             head: None,
             pending: Vec::new(),
@@ -380,6 +635,7 @@ pub struct Group {
     next: usize,
 }
 
+// ANCHOR: choose
 impl Group {
     pub fn new(addrs: &[SocketAddr], balance: Balance, fail_timeout: Duration) -> Group {
         let server = |&addr| Server {
@@ -422,6 +678,7 @@ impl Group {
         eprintln!("upstream {} marked down for {secs} s: {why}", server.addr);
     }
 }
+// ANCHOR_END: choose
 
 /// `--upstream HOST:PORT`, looked up once at start-up.
 pub fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
@@ -455,26 +712,41 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     n.checked_mul(1 << shift).ok_or_else(bad)
 }
 
-/// One access-log line: the client's, then the upstream (`-`: none was
-/// reached) and its time (nginx's `$upstream_addr`, `$upstream_response_time`).
-pub fn access_log(
+/// What one request's access-log line needs, kept from its start.
+#[derive(Debug)]
+pub struct AccessLog {
     peer: SocketAddr,
-    line: &str,
-    status: u16,
-    size: Option<u64>,
-    upstream: Option<SocketAddr>,
-    took: Duration,
-) {
-    if crate::log::quiet() {
-        return;
+    line: String,
+    is_head: bool,
+    started: Instant,
+}
+
+impl AccessLog {
+    pub fn new(peer: SocketAddr, request: &Request) -> AccessLog {
+        AccessLog {
+            peer,
+            line: request.request_line(),
+            is_head: request.is_head(),
+            started: Instant::now(),
+        }
     }
-    let now = std::time::SystemTime::now();
-    let mut text = crate::log::access_line(peer, line, status, size, now);
-    let ms = took.as_secs_f64() * 1000.0;
-    let upstream = upstream.map_or("-".to_string(), |addr| addr.to_string());
-    let _ = writeln!(text, " upstream {upstream} in {ms:.1} ms");
-    // One write(2): one whole line, even among other writers.
-    let _ = io::stderr().lock().write_all(text.as_bytes());
+
+    /// The client's line, then the upstream (`-`: none was reached) and the
+    /// time since the request came (nginx's `$upstream_addr` and
+    /// `$upstream_response_time`). A HEAD's body size is 0.
+    pub fn write(&self, status: u16, size: Option<u64>, upstream: Option<SocketAddr>) {
+        if crate::log::quiet() {
+            return;
+        }
+        let size = if self.is_head { Some(0) } else { size };
+        let now = std::time::SystemTime::now();
+        let mut text = crate::log::access_line(self.peer, &self.line, status, size, now);
+        let ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let upstream = upstream.map_or("-".to_string(), |addr| addr.to_string());
+        let _ = writeln!(text, " upstream {upstream} in {ms:.1} ms");
+        // One write(2): one whole line, even among other writers.
+        let _ = io::stderr().lock().write_all(text.as_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -489,12 +761,12 @@ mod tests {
         }
     }
 
-    fn limits() -> SpoolLimits {
-        SpoolLimits {
+    fn limits() -> Arc<SpoolLimits> {
+        Arc::new(SpoolLimits {
             memory: 8,
             max_file: 1 << 20,
             dir: std::env::temp_dir(),
-        }
+        })
     }
 
     #[test]
@@ -509,7 +781,7 @@ mod tests {
             client: "127.0.0.1".parse().unwrap(),
             proto: "http",
         };
-        write_request(&mut out, &request, b"", from);
+        write_request(&mut out, &request, 0, from);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,

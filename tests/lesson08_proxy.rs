@@ -283,6 +283,86 @@ fn a_large_upload_reaches_the_upstream_whole_and_only_once_complete() {
     assert!(response.body.ends_with(&body));
 }
 
+/// A pooled upstream connection idle past --upstream-keepalive-timeout is
+/// closed (nginx's `keepalive_timeout` in `upstream`): the next request
+/// opens a new one.
+#[test]
+fn an_idle_pooled_connection_is_closed_after_its_timeout() {
+    let fake = Fake::start(Behaviour::Echo);
+    let flags = ["--trace", "--upstream-keepalive-timeout", "1"];
+    let server = proxy(&[fake.arg()], &flags);
+    let mut stream = server.connect().unwrap();
+    assert_eq!(get(&mut stream, "/a").status, 200);
+    let needle = "idle past --upstream-keepalive-timeout";
+    assert!(server.wait_for_stderr(needle, IO_TIMEOUT), "never closed");
+    assert_eq!(get(&mut stream, "/b").status, 200);
+    assert_eq!(fake.connections.load(Ordering::SeqCst), 2);
+}
+
+/// The proxy's peak resident memory (VmHWM), in KiB.
+fn peak_rss_kib(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A POST of `body` in four pieces, 200 ms apart; the response, and when
+/// the last piece left.
+fn upload_slowly(server: &Server, body: &[u8]) -> (common::Response, Instant) {
+    let mut stream = server.connect().unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    for piece in body.chunks(body.len().div_ceil(4)) {
+        thread::sleep(Duration::from_millis(200));
+        stream.write_all(piece).unwrap();
+    }
+    let sent = Instant::now();
+    (
+        read_response(&mut stream, &mut Vec::new(), false).unwrap(),
+        sent,
+    )
+}
+
+/// A 4 MiB upload over a 64 KiB --client-body-buffer-size waits in a
+/// temporary file, not in memory: the proxy's peak memory grows by far
+/// less than the body (kept in memory, it grows by twice the body), and
+/// the upstream still gets it whole, only once complete, sent from the file.
+#[test]
+fn a_large_upload_spills_to_a_file_not_memory() {
+    let fake = Fake::start(Behaviour::Echo);
+    let flags = [
+        "--quiet",
+        "--client-max-body-size",
+        "8m",
+        "--client-body-buffer-size",
+        "64k",
+    ];
+    let server = proxy(&[fake.arg()], &flags);
+    // The same path once, small, so what it allocates once is counted before.
+    let warm: Vec<u8> = (0..200_000).map(|i: u32| (i % 249) as u8).collect();
+    assert_eq!(upload_slowly(&server, &warm).0.status, 200);
+    let before = peak_rss_kib(&server);
+    let body: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 253) as u8).collect();
+    let (response, sent) = upload_slowly(&server, &body);
+    let grown = peak_rss_kib(&server) - before;
+    assert_eq!(response.status, 200);
+    assert!(response.body.ends_with(&body), "the upload arrived changed");
+    let seen = fake.seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen[1].first_byte >= sent,
+        "the upstream heard of the upload before it was complete"
+    );
+    assert!(seen[1].raw.ends_with(&body));
+    assert!(
+        grown < 2048,
+        "the proxy's peak memory grew by {grown} KiB for a 4096 KiB body"
+    );
+}
+
 /// A client that reads nothing of a 32 MiB answer: the upstream still
 /// writes all of it at once (far more than socket buffers hold), and its
 /// connection goes back to the pool; the client then reads it all, from
