@@ -1,5 +1,6 @@
 //! Build script: the ex06 decoys, each lesson 06 compiled against a copy of
-//! `src/wsgi.rs` with ONE flaw.
+//! `src/wsgi.rs` with ONE flaw; and the ex08 decoys, each a copy of
+//! `src/bin/lesson08_proxy.rs` with ONE flaw.
 //!
 //! The ex06 exercise is the library module `ladder::wsgi`, so a decoy for it
 //! is a gateway with a mistake in it, run by the unchanged lesson. Writing
@@ -11,14 +12,16 @@
 //! and the lesson's `use ladder::wsgi;` becomes the module.
 //!
 //! Output, for each flaw NAME: `$OUT_DIR/lesson06_NAME.rs`, which
-//! `src/bin/decoy_wsgi_NAME.rs` (or `control_wsgi.rs`) includes.
+//! `src/bin/decoy_wsgi_NAME.rs` (or `control_wsgi.rs`) includes; for each
+//! proxy's flaw NAME: `$OUT_DIR/lesson08_NAME.rs`, which
+//! `src/bin/decoy_proxy_NAME.rs` (or `control_proxy.rs`) includes.
 
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// A flawed gateway: its name, and the edits (text, replacement) that make
-/// the flaw.
+/// A flawed gateway (or proxy): its name, and the edits (text,
+/// replacement) that make the flaw.
 struct Flaw {
     name: &'static str,
     edits: &'static [(&'static str, &'static str)],
@@ -105,6 +108,62 @@ const FLAWS: &[Flaw] = &[
     },
 ];
 
+/// The ex08 decoys: lesson 08 with one mistake each, the kind made in (or
+/// around) the exercise's holes `handle_with`, `advance` and `finish`.
+const PROXY_FLAWS: &[Flaw] = &[
+    // The control: the proxy as it is.
+    Flaw {
+        name: "control",
+        edits: &[],
+    },
+    // The Connection header is taken off before the request is written for
+    // the upstream, so nothing knows the headers it named are hop-by-hop:
+    // they are forwarded.
+    Flaw {
+        name: "forwards_hop_by_hop",
+        edits: &[(
+            "out: Outgoing::new(request, body, Forwarding::http(client.peer)),",
+            "out: Outgoing::new(\n                &{\n                    \
+             let mut request = request.clone();\n                    \
+             request.headers.retain(|h| !h.name.eq_ignore_ascii_case(\"connection\"));\n                    \
+             request\n                },\n                body,\n                \
+             Forwarding::http(client.peer),\n            ),",
+        )],
+    },
+    // Every upstream connection is closed after its response: each request
+    // pays a new handshake.
+    Flaw {
+        name: "never_pools",
+        edits: &[(
+            "            self.group.servers[up].idle.push(slot);\n            \
+             let deadline = link.deadline;\n            \
+             self.wake_at(deadline, cx);\n",
+            "            self.close(slot, \"(flaw: never pooled)\");\n",
+        )],
+    },
+    // A relay's window: it reads at most 1 MiB of a response ahead of its
+    // client, then waits for the client to take it. The client gets whole
+    // responses only, so the upstream waits for ever on a large one.
+    Flaw {
+        name: "reads_at_client_pace",
+        edits: &[
+            ("struct Job {\n", "struct Job {\n    got: usize,\n"),
+            ("            tried: 0,\n", "            tried: 0,\n            got: 0,\n"),
+            (
+                "        loop {\n            let done = match (&link.stream).read(",
+                "        loop {\n            if job.got >= 1 << 20 {\n                \
+                 return; // (flaw: waits for the client before reading on)\n            }\n            \
+                 let done = match (&link.stream).read(",
+            ),
+            (
+                "Ok(n) => job.reader.feed(&self.scratch[..n]),",
+                "Ok(n) => {\n                    job.got += n;\n                    \
+                 job.reader.feed(&self.scratch[..n])\n                }",
+            ),
+        ],
+    },
+];
+
 fn main() {
     let root = Path::new(&env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("..");
     let module_path = root.join("src/wsgi.rs");
@@ -119,16 +178,7 @@ fn main() {
     let lesson = read(&lesson_path);
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets it"));
     for flaw in FLAWS {
-        let mut flawed = module.clone();
-        for (text, replacement) in flaw.edits {
-            let found = flawed.matches(text).count();
-            assert!(
-                found == 1,
-                "decoy {}: its edit must match src/wsgi.rs exactly once, found {found} times: {text:?}",
-                flaw.name
-            );
-            flawed = flawed.replacen(text, replacement, 1);
-        }
+        let flawed = apply(&module, flaw, "src/wsgi.rs");
         let module_file = out.join(format!("wsgi_{}.rs", flaw.name));
         write(&module_file, &includable(&flawed));
         let import = format!(
@@ -149,6 +199,32 @@ fn main() {
             &includable(&main),
         );
     }
+
+    let proxy_path = root.join("src/bin/lesson08_proxy.rs");
+    println!("cargo:rerun-if-changed={}", proxy_path.display());
+    let proxy = read(&proxy_path);
+    for flaw in PROXY_FLAWS {
+        let flawed = apply(&proxy, flaw, "src/bin/lesson08_proxy.rs");
+        write(
+            &out.join(format!("lesson08_{}.rs", flaw.name)),
+            &includable(&flawed),
+        );
+    }
+}
+
+/// `source` with the edits of `flaw`, each of which must match once.
+fn apply(source: &str, flaw: &Flaw, file: &str) -> String {
+    let mut flawed = source.to_string();
+    for (text, replacement) in flaw.edits {
+        let found = flawed.matches(text).count();
+        assert!(
+            found == 1,
+            "decoy {}: its edit must match {file} exactly once, found {found} times: {text:?}",
+            flaw.name
+        );
+        flawed = flawed.replacen(text, replacement, 1);
+    }
+    flawed
 }
 
 /// `include!` takes items, not a file's inner doc comment or attributes:

@@ -201,3 +201,13 @@ fn lesson06_passes_every_ex06_stage() {
 fn the_ex06_skeleton_fails() {
     assert_skeleton_fails("ex06");
 }
+
+#[test]
+fn lesson08_passes_every_ex08_stage() {
+    assert_all_pass("ex08", env!("CARGO_BIN_EXE_lesson08_proxy"));
+}
+
+#[test]
+fn the_ex08_skeleton_fails() {
+    assert_skeleton_fails("ex08");
+}
