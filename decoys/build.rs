@@ -148,7 +148,10 @@ const PROXY_FLAWS: &[Flaw] = &[
         name: "reads_at_client_pace",
         edits: &[
             ("struct Job {\n", "struct Job {\n    got: usize,\n"),
-            ("            tried: 0,\n", "            tried: 0,\n            got: 0,\n"),
+            (
+                "            tried: 0,\n",
+                "            tried: 0,\n            got: 0,\n",
+            ),
             (
                 "        loop {\n            let done = match (&link.stream).read(",
                 "        loop {\n            if job.got >= 1 << 20 {\n                \

@@ -314,9 +314,9 @@ fn run_live(exercise: &str, port: u16, attempt: &Attempt, others: &[u16]) {
     );
     let moved: Vec<(u16, u16)> = others.iter().map(|&p| (p, free_port())).collect();
     let elsewhere = |text: &str| {
-        moved
-            .iter()
-            .fold(text.to_string(), |text, &(from, to)| with_port(&text, from, to))
+        moved.iter().fold(text.to_string(), |text, &(from, to)| {
+            with_port(&text, from, to)
+        })
     };
     let start = elsewhere(&attempt.start);
     let mut words = start.split_whitespace();

@@ -597,13 +597,16 @@ fn reuses_connections(ctx: &mut Ctx) -> Result<(), Failure> {
     }
     let (connections, requests) = (upstream.connections(), upstream.requests());
     ctx.ensure(requests == 6, "six requests at the upstream")?;
-    ctx.ensure(connections == 1, "one upstream connection for all six requests")
-        .map_err(|f| {
-            f.detail(format!(
-                "the upstream saw {connections} connections: each request paid a new \
+    ctx.ensure(
+        connections == 1,
+        "one upstream connection for all six requests",
+    )
+    .map_err(|f| {
+        f.detail(format!(
+            "the upstream saw {connections} connections: each request paid a new \
                  TCP handshake"
-            ))
-        })
+        ))
+    })
 }
 
 fn frees_upstream(ctx: &mut Ctx) -> Result<(), Failure> {
