@@ -1,6 +1,7 @@
 //! Build script: the ex06 decoys, each lesson 06 compiled against a copy of
-//! `src/wsgi.rs` with ONE flaw; and the ex08 decoys, each a copy of
-//! `src/bin/lesson08_proxy.rs` with ONE flaw.
+//! `src/wsgi.rs` with ONE flaw; and the ex07 decoys, each a copy of
+//! `src/bin/lesson07_prefork.rs` (the master) with ONE flaw; and the ex08
+//! decoys, each a copy of `src/bin/lesson08_proxy.rs` with ONE flaw.
 //!
 //! The ex06 exercise is the library module `ladder::wsgi`, so a decoy for it
 //! is a gateway with a mistake in it, run by the unchanged lesson. Writing
@@ -13,14 +14,16 @@
 //!
 //! Output, for each flaw NAME: `$OUT_DIR/lesson06_NAME.rs`, which
 //! `src/bin/decoy_wsgi_NAME.rs` (or `control_wsgi.rs`) includes; for each
-//! proxy's flaw NAME: `$OUT_DIR/lesson08_NAME.rs`, which
+//! master's flaw NAME: `$OUT_DIR/lesson07_NAME.rs`, which
+//! `src/bin/decoy_prefork_NAME.rs` (or `control_prefork.rs`) includes; for
+//! each proxy's flaw NAME: `$OUT_DIR/lesson08_NAME.rs`, which
 //! `src/bin/decoy_proxy_NAME.rs` (or `control_proxy.rs`) includes.
 
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// A flawed gateway (or proxy): its name, and the edits (text,
+/// A flawed gateway (or master, or proxy): its name, and the edits (text,
 /// replacement) that make the flaw.
 struct Flaw {
     name: &'static str,
@@ -104,6 +107,82 @@ const FLAWS: &[Flaw] = &[
              .content_length\n                \
              .map_or(u64::MAX, |len| len - self.served.bytes);\n",
             "            let room = u64::MAX;\n",
+        )],
+    },
+];
+
+/// The ex07 decoys: lesson 07's master with one mistake each, the kind a
+/// student makes in (or around) the exercise's holes `spawn`, `dispatch`
+/// and `reap`.
+const PREFORK_FLAWS: &[Flaw] = &[
+    // The control: the master as it is.
+    Flaw {
+        name: "control",
+        edits: &[],
+    },
+    // One waitpid per SIGCHLD: deaths whose signals merged stay zombies.
+    Flaw {
+        name: "reaps_one",
+        edits: &[
+            (
+                "        let mut halt = None;\n        loop {\n",
+                "        let mut halt = None;\n        for _ in 0..1 {\n",
+            ),
+            (
+                "        }\n    }\n    // ANCHOR_END: reap",
+                "        }\n        halt\n    }\n    // ANCHOR_END: reap",
+            ),
+        ],
+    },
+    // Counts the workers it ever forked, not the ones alive: TTIN still
+    // works, a dead worker is never replaced.
+    Flaw {
+        name: "never_respawns",
+        edits: &[(
+            "        for _ in serving.len()..self.target {\n",
+            "        for _ in serving.len().max(self.spawned as usize)..self.target {\n",
+        )],
+    },
+    // TTOU goes down to no worker at all.
+    Flaw {
+        name: "ttou_kills_last",
+        edits: &[(
+            "SIGTTOU if self.target > 1 => self.target -= 1,",
+            "SIGTTOU if self.target > 0 => self.target -= 1,",
+        )],
+    },
+    // TERM stops the workers at once, cutting the requests in flight.
+    Flaw {
+        name: "term_cuts_requests",
+        edits: &[(
+            "SIGTERM => self.stop(signal, SIGTERM),",
+            "SIGTERM => self.stop(signal, SIGQUIT),",
+        )],
+    },
+    // INT waits for the requests in flight, as TERM does.
+    Flaw {
+        name: "int_waits",
+        edits: &[(
+            "SIGINT | SIGQUIT => self.stop(signal, SIGQUIT),",
+            "SIGINT | SIGQUIT => self.stop(signal, SIGTERM),",
+        )],
+    },
+    // A worker that cannot boot is respawned, and fails, for ever.
+    Flaw {
+        name: "boot_storm",
+        edits: &[(
+            "                    say(\"ERROR\", \"a worker failed to boot: stopping, not respawning\");\n                    \
+             halt = Some(code);\n",
+            "                    let _ = code; // (flaw: respawned anyway)\n",
+        )],
+    },
+    // The worker beats a heartbeat of its own, made after the fork: the
+    // master's copy never moves, and it kills healthy workers as hung.
+    Flaw {
+        name: "heartbeat_unshared",
+        edits: &[(
+            "number, &heartbeat, app);",
+            "number, &Heartbeat::new().expect(\"a heartbeat\"), app);",
         )],
     },
 ];
@@ -203,6 +282,17 @@ fn main() {
         );
     }
 
+    let master_path = root.join("src/bin/lesson07_prefork.rs");
+    println!("cargo:rerun-if-changed={}", master_path.display());
+    let master = read(&master_path);
+    for flaw in PREFORK_FLAWS {
+        let flawed = apply(&master, flaw, "src/bin/lesson07_prefork.rs");
+        write(
+            &out.join(format!("lesson07_{}.rs", flaw.name)),
+            &includable(&flawed),
+        );
+    }
+
     let proxy_path = root.join("src/bin/lesson08_proxy.rs");
     println!("cargo:rerun-if-changed={}", proxy_path.display());
     let proxy = read(&proxy_path);
@@ -231,12 +321,14 @@ fn apply(source: &str, flaw: &Flaw, file: &str) -> String {
 }
 
 /// `include!` takes items, not a file's inner doc comment or attributes:
-/// the `//!` header becomes plain comments.
+/// the `//!` header becomes plain comments, and an inner attribute
+/// (lesson 07's `#![allow(unsafe_code)]`) is left to the including bin.
 fn includable(source: &str) -> String {
     source
         .lines()
         .map(|line| match line.strip_prefix("//!") {
             Some(rest) => format!("//{rest}"),
+            None if line.starts_with("#![") => format!("// (in the bin) {line}"),
             None => line.to_string(),
         })
         .collect::<Vec<_>>()

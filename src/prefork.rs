@@ -8,9 +8,9 @@
 //! life, from [`run_worker`] down.
 //!
 //! Two worker classes, as gunicorn has:
-//! - `sync` ([`sync_worker`]): wait for a connection, serve ONE request on
+//! - `sync` (`sync_worker`): wait for a connection, serve ONE request on
 //!   it, close it. A slow client holds the whole worker.
-//! - `gthread` ([`gthread_worker`]): rung 6 in each process, the event
+//! - `gthread` (`gthread_worker`): rung 6 in each process, the event
 //!   loop holding the connections and Python threads running the app.
 //!
 //! A worker proves it is alive with a [`Heartbeat`] the master can see.
@@ -29,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::ValueEnum;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::socket::{getsockopt, sockopt};
 use nix::sys::stat::{Mode, fchmod, fstat};
@@ -211,6 +212,9 @@ pub fn run_worker(
     app: Option<&Py<PyAny>>,
 ) -> i32 {
     set_process_name(&format!("l07-worker-{number}"));
+    // A worker killed for a missed heartbeat gets SIGABRT, whose default
+    // action dumps core: not worth a file of the process's size each time.
+    let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
     let master = getppid();
     say(
         "INFO",

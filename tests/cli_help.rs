@@ -26,6 +26,8 @@ const BINARIES: &[(&str, &str)] = &[
     ("lesson05_epoll", env!("CARGO_BIN_EXE_lesson05_epoll")),
     #[cfg(feature = "python")]
     ("lesson06_wsgi", env!("CARGO_BIN_EXE_lesson06_wsgi")),
+    #[cfg(feature = "python")]
+    ("lesson07_prefork", env!("CARGO_BIN_EXE_lesson07_prefork")),
     ("lesson08_proxy", env!("CARGO_BIN_EXE_lesson08_proxy")),
     ("grade", env!("CARGO_BIN_EXE_grade")),
     ("loadgen", env!("CARGO_BIN_EXE_loadgen")),
@@ -35,13 +37,16 @@ const BINARIES: &[(&str, &str)] = &[
 #[cfg(feature = "python")]
 const NO_HELP: &[(&str, &str)] = &[];
 #[cfg(not(feature = "python"))]
-const NO_HELP: &[(&str, &str)] = &[("lesson06_wsgi", "needs the python feature")];
+const NO_HELP: &[(&str, &str)] = &[
+    ("lesson06_wsgi", "needs the python feature"),
+    ("lesson07_prefork", "needs the python feature"),
+];
 
-/// What a rung needs on its command line besides the port: rung 6 serves
-/// an app, and without one it would stop at the missing argument.
+/// What a rung needs on its command line besides the port: rungs 6 and 7
+/// serve an app, and without one they would stop at the missing argument.
 fn required_args(name: &str) -> &'static [&'static str] {
     match name {
-        "lesson06_wsgi" => &[
+        "lesson06_wsgi" | "lesson07_prefork" => &[
             "--chdir",
             concat!(env!("CARGO_MANIFEST_DIR"), "/apps"),
             "hello:app",

@@ -255,6 +255,54 @@ fn a_content_length_not_kept_fails_content_length_enforced() {
 }
 
 #[test]
+fn the_unchanged_master_passes_every_ex07_stage() {
+    // Lesson 07 as decoys/build.rs copies it for the decoys below.
+    assert_rejected_by("ex07", "control_prefork", &[]);
+}
+
+#[test]
+fn one_waitpid_per_sigchld_leaves_zombies_and_fails_reap_burst() {
+    // One kill at a time, each SIGCHLD its own: it passes `respawn`. Three
+    // deaths under one SIGCHLD leave two zombies.
+    assert_rejected_by("ex07", "decoy_prefork_reaps_one", &["reap_burst"]);
+}
+
+#[test]
+fn a_master_that_never_replaces_a_dead_worker_fails_respawn() {
+    // It counts the workers it ever forked: TTIN still adds one.
+    assert_rejected_by("ex07", "decoy_prefork_never_respawns", &["respawn"]);
+}
+
+#[test]
+fn a_ttou_that_removes_the_last_worker_fails_ttin_ttou() {
+    assert_rejected_by("ex07", "decoy_prefork_ttou_kills_last", &["ttin_ttou"]);
+}
+
+#[test]
+fn a_term_that_cuts_requests_in_flight_fails_graceful_term() {
+    assert_rejected_by(
+        "ex07",
+        "decoy_prefork_term_cuts_requests",
+        &["graceful_term"],
+    );
+}
+
+#[test]
+fn an_int_that_waits_for_requests_fails_quick_int() {
+    assert_rejected_by("ex07", "decoy_prefork_int_waits", &["quick_int"]);
+}
+
+#[test]
+fn respawning_workers_that_cannot_boot_fails_boot_failure() {
+    assert_rejected_by("ex07", "decoy_prefork_boot_storm", &["boot_failure"]);
+}
+
+#[test]
+fn a_heartbeat_made_after_the_fork_fails_heartbeat() {
+    assert_rejected_by("ex07", "decoy_prefork_heartbeat_unshared", &["heartbeat"]);
+}
+
+#[test]
 fn the_unchanged_proxy_passes_every_ex08_stage() {
     // Lesson 08 as decoys/build.rs copies it for the decoys below.
     assert_rejected_by("ex08", "control_proxy", &[]);

@@ -202,6 +202,19 @@ fn the_ex06_skeleton_fails() {
     assert_skeleton_fails("ex06");
 }
 
+// Rung 7 forks workers that embed CPython (the default feature `python`).
+#[cfg(feature = "python")]
+#[test]
+fn lesson07_passes_every_ex07_stage() {
+    assert_all_pass("ex07", env!("CARGO_BIN_EXE_lesson07_prefork"));
+}
+
+#[cfg(feature = "python")]
+#[test]
+fn the_ex07_skeleton_fails() {
+    assert_skeleton_fails("ex07");
+}
+
 #[test]
 fn lesson08_passes_every_ex08_stage() {
     assert_all_pass("ex08", env!("CARGO_BIN_EXE_lesson08_proxy"));

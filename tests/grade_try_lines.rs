@@ -482,6 +482,12 @@ fn ex06_try_lines_work_against_lesson06() {
     check_exercise("ex06_wsgi", 8006, env!("CARGO_BIN_EXE_lesson06_wsgi"));
 }
 
+#[cfg(feature = "python")]
+#[test]
+fn ex07_try_lines_work_against_lesson07() {
+    check_exercise("ex07_prefork", 8007, env!("CARGO_BIN_EXE_lesson07_prefork"));
+}
+
 #[test]
 fn ex08_try_lines_work_against_lesson08() {
     // Its try: lines bring their own upstream (`nc -l`) on 8005 or 8105.

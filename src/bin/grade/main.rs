@@ -29,6 +29,7 @@ mod ex03_cgi;
 mod ex04_http_server;
 mod ex05_epoll;
 mod ex06_wsgi;
+mod ex07_prefork;
 mod ex08_proxy;
 
 use std::fs;
@@ -48,6 +49,7 @@ const EXERCISES: &[Exercise] = &[
     ex04_http_server::EXERCISE,
     ex05_epoll::EXERCISE,
     ex06_wsgi::EXERCISE,
+    ex07_prefork::EXERCISE,
     ex08_proxy::EXERCISE,
     demo_concurrency::EXERCISE,
 ];
