@@ -1,6 +1,7 @@
 //! Build script: the ex06 decoys, each lesson 06 compiled against a copy of
 //! `src/wsgi.rs` with ONE flaw; and the ex07 decoys, each a copy of
-//! `src/bin/lesson07_prefork.rs` (the master) with ONE flaw.
+//! `src/bin/lesson07_prefork.rs` (the master) with ONE flaw; and the ex08
+//! decoys, each a copy of `src/bin/lesson08_proxy.rs` with ONE flaw.
 //!
 //! The ex06 exercise is the library module `ladder::wsgi`, so a decoy for it
 //! is a gateway with a mistake in it, run by the unchanged lesson. Writing
@@ -14,13 +15,15 @@
 //! Output, for each flaw NAME: `$OUT_DIR/lesson06_NAME.rs`, which
 //! `src/bin/decoy_wsgi_NAME.rs` (or `control_wsgi.rs`) includes; for each
 //! master's flaw NAME: `$OUT_DIR/lesson07_NAME.rs`, which
-//! `src/bin/decoy_prefork_NAME.rs` (or `control_prefork.rs`) includes.
+//! `src/bin/decoy_prefork_NAME.rs` (or `control_prefork.rs`) includes; for
+//! each proxy's flaw NAME: `$OUT_DIR/lesson08_NAME.rs`, which
+//! `src/bin/decoy_proxy_NAME.rs` (or `control_proxy.rs`) includes.
 
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// A flawed gateway (or master): its name, and the edits (text,
+/// A flawed gateway (or master, or proxy): its name, and the edits (text,
 /// replacement) that make the flaw.
 struct Flaw {
     name: &'static str,
@@ -184,6 +187,65 @@ const PREFORK_FLAWS: &[Flaw] = &[
     },
 ];
 
+/// The ex08 decoys: lesson 08 with one mistake each, the kind made in (or
+/// around) the exercise's holes `handle_with`, `advance` and `finish`.
+const PROXY_FLAWS: &[Flaw] = &[
+    // The control: the proxy as it is.
+    Flaw {
+        name: "control",
+        edits: &[],
+    },
+    // The Connection header is taken off before the request is written for
+    // the upstream, so nothing knows the headers it named are hop-by-hop:
+    // they are forwarded.
+    Flaw {
+        name: "forwards_hop_by_hop",
+        edits: &[(
+            "out: Outgoing::new(request, body, Forwarding::http(client.peer)),",
+            "out: Outgoing::new(\n                &{\n                    \
+             let mut request = request.clone();\n                    \
+             request.headers.retain(|h| !h.name.eq_ignore_ascii_case(\"connection\"));\n                    \
+             request\n                },\n                body,\n                \
+             Forwarding::http(client.peer),\n            ),",
+        )],
+    },
+    // Every upstream connection is closed after its response: each request
+    // pays a new handshake.
+    Flaw {
+        name: "never_pools",
+        edits: &[(
+            "            self.group.servers[up].idle.push(slot);\n            \
+             let deadline = link.deadline;\n            \
+             self.wake_at(deadline, cx);\n",
+            "            self.close(slot, \"(flaw: never pooled)\");\n",
+        )],
+    },
+    // A relay's window: it reads at most 1 MiB of a response ahead of its
+    // client, then waits for the client to take it. The client gets whole
+    // responses only, so the upstream waits for ever on a large one.
+    Flaw {
+        name: "reads_at_client_pace",
+        edits: &[
+            ("struct Job {\n", "struct Job {\n    got: usize,\n"),
+            (
+                "            tried: 0,\n",
+                "            tried: 0,\n            got: 0,\n",
+            ),
+            (
+                "        loop {\n            let done = match (&link.stream).read(",
+                "        loop {\n            if job.got >= 1 << 20 {\n                \
+                 return; // (flaw: waits for the client before reading on)\n            }\n            \
+                 let done = match (&link.stream).read(",
+            ),
+            (
+                "Ok(n) => job.reader.feed(&self.scratch[..n]),",
+                "Ok(n) => {\n                    job.got += n;\n                    \
+                 job.reader.feed(&self.scratch[..n])\n                }",
+            ),
+        ],
+    },
+];
+
 fn main() {
     let root = Path::new(&env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("..");
     let module_path = root.join("src/wsgi.rs");
@@ -227,6 +289,17 @@ fn main() {
         let flawed = apply(&master, flaw, "src/bin/lesson07_prefork.rs");
         write(
             &out.join(format!("lesson07_{}.rs", flaw.name)),
+            &includable(&flawed),
+        );
+    }
+
+    let proxy_path = root.join("src/bin/lesson08_proxy.rs");
+    println!("cargo:rerun-if-changed={}", proxy_path.display());
+    let proxy = read(&proxy_path);
+    for flaw in PROXY_FLAWS {
+        let flawed = apply(&proxy, flaw, "src/bin/lesson08_proxy.rs");
+        write(
+            &out.join(format!("lesson08_{}.rs", flaw.name)),
             &includable(&flawed),
         );
     }

@@ -302,6 +302,34 @@ fn a_heartbeat_made_after_the_fork_fails_heartbeat() {
     assert_rejected_by("ex07", "decoy_prefork_heartbeat_unshared", &["heartbeat"]);
 }
 
+#[test]
+fn the_unchanged_proxy_passes_every_ex08_stage() {
+    // Lesson 08 as decoys/build.rs copies it for the decoys below.
+    assert_rejected_by("ex08", "control_proxy", &[]);
+}
+
+#[test]
+fn a_proxy_that_forwards_the_headers_connection_names_fails_hop_by_hop() {
+    assert_rejected_by("ex08", "decoy_proxy_forwards_hop_by_hop", &["hop_by_hop"]);
+}
+
+#[test]
+fn a_proxy_that_never_pools_fails_reuses_connections() {
+    // Closing after each response frees the upstream as well as pooling
+    // does: it passes `frees_upstream`, and pays a handshake per request.
+    assert_rejected_by("ex08", "decoy_proxy_never_pools", &["reuses_connections"]);
+}
+
+#[test]
+fn a_proxy_that_reads_at_its_clients_pace_fails_frees_upstream() {
+    // Responses under its 1 MiB window pass everything else.
+    assert_rejected_by(
+        "ex08",
+        "decoy_proxy_reads_at_client_pace",
+        &["frees_upstream"],
+    );
+}
+
 /// The names `cargo run [-p PACKAGE] --bin` offers (what `cargo ex <TAB>`
 /// completes), from cargo's own list; nothing is built.
 fn offered_bins(package: Option<&str>) -> Vec<String> {

@@ -214,3 +214,13 @@ fn lesson07_passes_every_ex07_stage() {
 fn the_ex07_skeleton_fails() {
     assert_skeleton_fails("ex07");
 }
+
+#[test]
+fn lesson08_passes_every_ex08_stage() {
+    assert_all_pass("ex08", env!("CARGO_BIN_EXE_lesson08_proxy"));
+}
+
+#[test]
+fn the_ex08_skeleton_fails() {
+    assert_skeleton_fails("ex08");
+}

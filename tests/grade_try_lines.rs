@@ -304,12 +304,22 @@ fn shows_status(output: &str, code: &str) -> bool {
 /// Start the reference as `start` says (its first word is the binary, since
 /// grade ran with --bin), on a free port, from the repository's root; run
 /// the command in bash against it, and check what it shows.
-fn run_live(exercise: &str, port: u16, attempt: &Attempt) {
+///
+/// `others`: default ports the start line or the command name besides the
+/// server's own (ex08's upstreams), each put on a free port of this run.
+fn run_live(exercise: &str, port: u16, attempt: &Attempt, others: &[u16]) {
     let at = format!(
         "{exercise} {}:\n  start: {}\n  try:   {}",
         attempt.stage, attempt.start, attempt.command
     );
-    let mut words = attempt.start.split_whitespace();
+    let moved: Vec<(u16, u16)> = others.iter().map(|&p| (p, free_port())).collect();
+    let elsewhere = |text: &str| {
+        moved.iter().fold(text.to_string(), |text, &(from, to)| {
+            with_port(&text, from, to)
+        })
+    };
+    let start = elsewhere(&attempt.start);
+    let mut words = start.split_whitespace();
     let program = words.next().expect("a program");
     let args: Vec<&str> = words.collect();
     let port_at = args.iter().position(|a| *a == "--port").expect("--port");
@@ -320,7 +330,7 @@ fn run_live(exercise: &str, port: u16, attempt: &Attempt) {
     command.args(&args).current_dir(ROOT);
     let mut server = Server::spawn(command).unwrap_or_else(|e| panic!("{e}\n{at}"));
     let real = server.addr.port();
-    let shell = with_port(&attempt.command, port, real);
+    let shell = with_port(&elsewhere(&attempt.command), port, real);
 
     let out_file = std::env::temp_dir().join(format!(
         "grade-try-{}-{exercise}-{real}.out",
@@ -396,7 +406,22 @@ fn tools_missing() -> Option<String> {
     (!missing.is_empty()).then(|| missing.join(", "))
 }
 
+/// A port nothing listens on now (the kernel's pick, released at once).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 fn check_exercise(exercise: &str, port: u16, bin: &str) {
+    check_exercise_beside(exercise, port, bin, &[]);
+}
+
+/// [`check_exercise`] for an exercise whose start lines and `try:` lines
+/// also name the default ports `others` (ex08: the upstreams, which each
+/// `try:` line runs itself), moved to free ports here.
+fn check_exercise_beside(exercise: &str, port: u16, bin: &str, others: &[u16]) {
     let (start, attempts) = tries_of(exercise, bin);
     // The last line's command: the reference binary, the default port, then
     // the exercise's fixtures; each stage's start line begins the same way.
@@ -419,7 +444,7 @@ fn check_exercise(exercise: &str, port: u16, bin: &str) {
         return;
     }
     for attempt in &attempts {
-        run_live(exercise, port, attempt);
+        run_live(exercise, port, attempt, others);
     }
 }
 
@@ -461,6 +486,17 @@ fn ex06_try_lines_work_against_lesson06() {
 #[test]
 fn ex07_try_lines_work_against_lesson07() {
     check_exercise("ex07_prefork", 8007, env!("CARGO_BIN_EXE_lesson07_prefork"));
+}
+
+#[test]
+fn ex08_try_lines_work_against_lesson08() {
+    // Its try: lines bring their own upstream (`nc -l`) on 8005 or 8105.
+    check_exercise_beside(
+        "ex08_proxy",
+        8008,
+        env!("CARGO_BIN_EXE_lesson08_proxy"),
+        &[8005, 8105],
+    );
 }
 
 #[test]

@@ -30,6 +30,7 @@ mod ex04_http_server;
 mod ex05_epoll;
 mod ex06_wsgi;
 mod ex07_prefork;
+mod ex08_proxy;
 
 use std::fs;
 use std::io::Write;
@@ -49,6 +50,7 @@ const EXERCISES: &[Exercise] = &[
     ex05_epoll::EXERCISE,
     ex06_wsgi::EXERCISE,
     ex07_prefork::EXERCISE,
+    ex08_proxy::EXERCISE,
     demo_concurrency::EXERCISE,
 ];
 

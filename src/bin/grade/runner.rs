@@ -174,6 +174,9 @@ pub struct Ctx {
     current_try: Option<Try>,
     /// Every different `try:` command the stage set.
     tries: Vec<Try>,
+    /// Arguments the report shows, each with the one the server really
+    /// gets (see [`Ctx::run_instead`]).
+    instead: Vec<(String, String)>,
 }
 
 /// The bytes of one connection, and how many whole responses it got.
@@ -196,7 +199,17 @@ impl Ctx {
             clients: Vec::new(),
             current_try: None,
             tries: Vec::new(),
+            instead: Vec::new(),
         }
+    }
+
+    /// Start the server with `real` wherever its flags say `shown`, while
+    /// the report (`start:` lines) keeps `shown`. For an address a person
+    /// types (ex08's `--upstream 127.0.0.1:8005`, where they run their own
+    /// upstream) that the stage replaces with one it runs itself.
+    pub fn run_instead(&mut self, shown: &str, real: &str) {
+        self.instead.retain(|(s, _)| s != shown);
+        self.instead.push((shown.to_string(), real.to_string()));
     }
 
     /// Start the server with the exercise's flags, then `args`, then
@@ -205,10 +218,14 @@ impl Ctx {
     pub fn start(&mut self, args: &[&str]) -> Result<&mut Server, Failure> {
         self.server = None;
         self.extra_args = args.iter().map(|a| a.to_string()).collect();
+        let real = |arg: &String| -> String {
+            let found = self.instead.iter().find(|(shown, _)| shown == arg);
+            found.map_or_else(|| arg.clone(), |(_, real)| real.clone())
+        };
         let mut command = Command::new(&self.bin);
         command
-            .args(&self.base_args)
-            .args(args)
+            .args(self.base_args.iter().map(real))
+            .args(self.extra_args.iter().map(real))
             .args(["--port", "0"]);
         // A panic's message and location say enough; a backtrace (if the
         // caller's environment asks for one) would bury the report.
