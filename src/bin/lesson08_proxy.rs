@@ -79,7 +79,7 @@ struct Args {
 fn run(args: Args) -> io::Result<()> {
     let options = args.options;
     let statics = options.statics()?;
-    let mut server = EventLoop::new(ladder::cli::listen(args.listen.addr())?, options.config())?;
+    let mut server = EventLoop::new(options.listen(args.listen.addr())?, options.config())?;
     // A body past --client-body-buffer-size waits in a file, not in memory.
     server.spill_bodies(options.body_spill());
     let remote = server.remote();
