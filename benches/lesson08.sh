@@ -153,7 +153,7 @@ part_memory() {
         echo "| $server | $before kB | $after kB | $(python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))["slow_readers"]
-print(f"{r["open"]} of {r["clients"]} still connected, {r["bytes"]} bytes read")
+print("%d of %d still connected, %d bytes read" % (r["open"], r["clients"], r["bytes"]))
 ' "$TMP/load.json") |"
         stop "$pid"
     done
