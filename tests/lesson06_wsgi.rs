@@ -486,17 +486,7 @@ fn hostile_input_gets_rung_5s_errors() {
         ),
         (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", "505"),
     ];
-    for (request, status) in cases {
-        let mut stream = server.connect().unwrap();
-        let bytes = common::exchange(&mut stream, request).unwrap();
-        let answer = String::from_utf8_lossy(&bytes);
-        assert!(
-            answer.starts_with(&format!("HTTP/1.1 {status} ")),
-            "for {}: {answer}",
-            common::escaped(&request[..20.min(request.len())])
-        );
-        assert!(answer.contains("Connection: close\r\n"), "{answer}");
-    }
+    common::assert_refusals(&server, &cases);
     // A client that sends half a head and stops is dropped.
     let mut silent = server.connect().unwrap();
     silent.write_all(b"GET / HTTP/1.1\r\n").unwrap();

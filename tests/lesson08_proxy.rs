@@ -612,16 +612,7 @@ fn bad_input_gets_the_ladders_answers() {
         ),
         (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", "505"),
     ];
-    for (request, status) in cases {
-        let mut stream = server.connect().unwrap();
-        let bytes = common::exchange(&mut stream, request).unwrap();
-        let text = String::from_utf8_lossy(&bytes);
-        assert!(
-            text.starts_with(&format!("HTTP/1.1 {status} ")),
-            "{}: {text}",
-            escaped(&request[..20])
-        );
-    }
+    common::assert_refusals(&server, &cases);
     let connect = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
     let bytes = common::exchange(&mut server.connect().unwrap(), connect).unwrap();
     assert!(bytes.starts_with(b"HTTP/1.1 501 "), "{}", escaped(&bytes));

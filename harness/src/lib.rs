@@ -248,6 +248,23 @@ impl Drop for Server {
     }
 }
 
+/// Send each request on a connection of its own and check that the answer
+/// starts with `HTTP/1.1 STATUS ` and closes the connection: the ladder's
+/// rules for bad input (400, 413, 414, 431, 501, 505), the same on every rung.
+pub fn assert_refusals(server: &Server, cases: &[(&[u8], &str)]) {
+    for (request, status) in cases {
+        let mut stream = server.connect().expect("connect");
+        let bytes = exchange(&mut stream, request).expect("an answer");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status} ")),
+            "for {}: {text}",
+            escaped(&request[..20.min(request.len())])
+        );
+        assert!(text.contains("Connection: close\r\n"), "{text}");
+    }
+}
+
 /// Find `scheme://host:port` in a line and resolve it.
 pub fn addr_in(line: &str) -> Option<SocketAddr> {
     let start = line.find("://")? + 3;
