@@ -263,25 +263,8 @@ fn stream_trace_transcript() {
         .collect();
     snapshot(
         "06-stream-trace",
-        &normalise_trace(&normalise(&python_side, server.addr.port())),
+        &common::mask_ms(&normalise(&python_side, server.addr.port())),
     );
-}
-
-/// Times in a trace (`waited 0.012 ms`): every number before ` ms`.
-fn normalise_trace(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(i) = rest.find(" ms") {
-        let number = rest[..i]
-            .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .map_or(0, |j| j + 1);
-        out.push_str(&rest[..number]);
-        out.push_str(if number < i { "[ms]" } else { "" });
-        out.push_str(" ms");
-        rest = &rest[i + 3..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// The value of the `session` cookie a response sets.

@@ -147,7 +147,7 @@ fn normalise(text: &str, proxy: u16, app: u16) -> String {
             |c| c.is_ascii_digit(),
             |port| shown_port(port, proxy, app),
         );
-        out.push_str(&mask_ms(&line));
+        out.push_str(&common::mask_ms(&line));
         out.push('\n');
     }
     out
@@ -182,23 +182,6 @@ fn mask_after(
         line.replace_range(start..end, &masked);
         from = start + masked.len();
     }
-}
-
-/// Times (`in 1.3 ms`, `timeout 59999 ms`): every number before ` ms`.
-fn mask_ms(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(i) = rest.find(" ms") {
-        let number = rest[..i]
-            .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .map_or(0, |j| j + 1);
-        out.push_str(&rest[..number]);
-        out.push_str(if number < i { "[ms]" } else { "" });
-        out.push_str(" ms");
-        rest = &rest[i + 3..];
-    }
-    out.push_str(rest);
-    out
 }
 
 fn snapshot(name: &str, text: &str) {

@@ -265,6 +265,24 @@ pub fn assert_refusals(server: &Server, cases: &[(&[u8], &str)]) {
     }
 }
 
+/// Times in a transcript (`in 1.3 ms`, `timeout 59999 ms`): every number
+/// just before ` ms` becomes `[ms]`, so a captured trace is stable.
+pub fn mask_ms(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(" ms") {
+        let number = rest[..i]
+            .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .map_or(0, |j| j + 1);
+        out.push_str(&rest[..number]);
+        out.push_str(if number < i { "[ms]" } else { "" });
+        out.push_str(" ms");
+        rest = &rest[i + 3..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Find `scheme://host:port` in a line and resolve it.
 pub fn addr_in(line: &str) -> Option<SocketAddr> {
     let start = line.find("://")? + 3;
