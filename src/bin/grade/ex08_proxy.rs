@@ -59,9 +59,9 @@ pub const EXERCISE: Exercise = Exercise {
             name: "serves_static",
             title: "--static /static/=DIR: GET /static/a.txt comes from disk, and the upstream \
                     hears nothing",
-            hint: "hole `handle_with`: before anything goes upstream, `self.static_file(request)` \
-                   says whether a --static prefix matches; if it does, answer \
-                   Answer::Now with it",
+            hint: "hole `handle_with`: before anything goes upstream, \
+                   `self.statics.respond(request)` says whether a --static prefix matches; if \
+                   it does, answer Answer::Now with it",
             hole: 1,
             run: serves_static,
         },
@@ -71,8 +71,8 @@ pub const EXERCISE: Exercise = Exercise {
             title: "the upstream gets the request without its hop-by-hop headers (Connection \
                     and what it names, Keep-Alive, TE, Upgrade, Proxy-*), with the end-to-end \
                     ones, and with X-Forwarded-For",
-            hint: "hole `handle_with`: never copy the client's head; `write_request(&mut bytes, \
-                   request, &body, Forwarding { .. })` writes the request for the next hop \
+            hint: "hole `handle_with`: never copy the client's head; `Outgoing::new(request, \
+                   body, Forwarding::http(client.peer))` writes the request for the next hop \
                    (RFC 9110 §7.6.1) with the forwarding headers. Hole `advance` writes those \
                    bytes, all of them, until WouldBlock",
             hole: 2,
@@ -103,7 +103,7 @@ pub const EXERCISE: Exercise = Exercise {
             title: "--proxy-read-timeout 1, an upstream that takes the request and says \
                     nothing: 504",
             hint: "hole `advance`: every bit of progress (a write, a read) moves \
-                   `job.deadline` to now + --proxy-read-timeout; `on_timer` fails the \
+                   `link.deadline` to now + --proxy-read-timeout; `on_timer` fails the \
                    request past it, and `dispatch` answers 504 when the last try timed out",
             hole: 2,
             run: gateway_timeout,
