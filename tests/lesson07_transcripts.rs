@@ -352,7 +352,8 @@ fn sigkill_two_workers_transcript() {
         .map(|l| format!("{l}\n"))
         .collect();
     assert_eq!(masters_lines.matches("master: SIGCHLD").count(), 1, "{log}");
-    let mut text = String::from("$ kill -STOP $M; kill -9 $(pgrep -P $M); sleep 1; kill -CONT $M\n");
+    let mut text =
+        String::from("$ kill -STOP $M; kill -9 $(pgrep -P $M); sleep 1; kill -CONT $M\n");
     text.push_str(&normalise(&masters_lines, server.addr.port(), &names));
     snapshot("07-sigkill-two", &text);
 }
