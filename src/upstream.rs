@@ -171,7 +171,10 @@ impl Options {
         for (prefix, dir) in &self.statics {
             let root = Root::new(dir).map_err(|err| {
                 let hint = "--static takes PREFIX=DIR with an existing directory";
-                io::Error::new(err.kind(), format!("{}: {err} ({hint})", dir.display()))
+                io::Error::new(
+                    err.kind(),
+                    format!("--static {prefix}={}: {err} ({hint})", dir.display()),
+                )
             })?;
             statics.push((prefix.clone(), root));
         }
@@ -196,7 +199,17 @@ impl Statics {
             target,
             ..request.clone()
         };
-        Some(static_files::respond(root, &local))
+        let mut response = static_files::respond(root, &local);
+        // Rung 4 saw only the path below the prefix: its redirect of a
+        // directory to the same path with a slash must get the prefix back,
+        // or the client's next request leaves the static files.
+        let base = prefix.trim_end_matches('/');
+        for (name, value) in &mut response.headers {
+            if name.eq_ignore_ascii_case("location") && value.starts_with('/') {
+                *value = format!("{base}{value}");
+            }
+        }
+        Some(response)
     }
 }
 

@@ -580,6 +580,13 @@ fn static_prefixes_are_served_by_the_proxy() {
     assert_eq!(fake.requests(), 0);
     let mut stream = server.connect().unwrap();
     assert_eq!(get(&mut stream, "/static/missing").status, 404); // and closes
+    // A directory without its slash is redirected inside the prefix, not
+    // to the path rung 4's code saw (which would leave the static files).
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let mut stream = server.connect().unwrap();
+    let response = get(&mut stream, "/static/sub");
+    assert_eq!(response.status, 301);
+    assert_eq!(response.header("location"), Some("/static/sub/"));
     let mut stream = server.connect().unwrap();
     assert_eq!(get(&mut stream, "/dynamic").status, 200);
     assert_eq!(fake.requests(), 1);

@@ -10,7 +10,6 @@
 //! (SIGCHLD, `waitpid`) and replaces them, adds and removes workers
 //! (TTIN/TTOU), replaces them all (HUP), stops them gracefully (TERM), kills
 //! the hung ones (a heartbeat), and hands its socket to a new binary (USR2).
-//!
 //! This file is the master: `Arbiter::run` (its one loop), `dispatch`,
 //! `reap`, `manage`, `murder`, `spawn`, then the signal handler (the
 //! self-pipe trick); the one rung with `unsafe` (fork, signal handlers),
@@ -191,7 +190,10 @@ impl Arbiter {
             _ => say("INFO", &format!("{signal} ignored: not a daemon")), // WINCH
         }
         if matches!(signal, SIGTTIN | SIGTTOU) {
-            say("INFO", &format!("{signal}: {} workers wanted", self.target));
+            say(
+                "INFO",
+                &format!("{signal}: workers wanted: {}", self.target),
+            );
         }
         Ok(None)
     }
@@ -384,9 +386,7 @@ impl Arbiter {
             let _ = kill(pid, SIGKILL);
             let _ = waitpid(pid, None);
         }
-        if let Some(path) = &self.options.pidfile {
-            prefork::remove_pidfiles(path);
-        }
+        (self.options.pidfile.iter()).for_each(|path| prefork::remove_pidfiles(path));
         if let Some((interpreter, app)) = self.preloaded.take() {
             Python::attach(|_| drop(app));
             interpreter.finalize()?;

@@ -10,7 +10,6 @@
 //! (SIGCHLD, `waitpid`) and replaces them, adds and removes workers
 //! (TTIN/TTOU), replaces them all (HUP), stops them gracefully (TERM), kills
 //! the hung ones (a heartbeat), and hands its socket to a new binary (USR2).
-//!
 //! This file is the master: `Arbiter::run` (its one loop), `dispatch`,
 //! `reap`, `manage`, `murder`, `spawn`, then the signal handler (the
 //! self-pipe trick); the one rung with `unsafe` (fork, signal handlers),
@@ -340,9 +339,7 @@ impl Arbiter {
             let _ = kill(pid, SIGKILL);
             let _ = waitpid(pid, None);
         }
-        if let Some(path) = &self.options.pidfile {
-            prefork::remove_pidfiles(path);
-        }
+        (self.options.pidfile.iter()).for_each(|path| prefork::remove_pidfiles(path));
         if let Some((interpreter, app)) = self.preloaded.take() {
             Python::attach(|_| drop(app));
             interpreter.finalize()?;

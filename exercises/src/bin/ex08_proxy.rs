@@ -64,9 +64,9 @@ fn main() -> ExitCode {
         cargo run --bin lesson05_epoll -- --port 9001 &\n  \
         cargo run --bin lesson08_proxy -- --upstream 127.0.0.1:9001\n  \
         curl -v http://127.0.0.1:8008/hello\n  \
-        lesson08_proxy --upstream 127.0.0.1:9001 --upstream 127.0.0.1:9002 --balance least-conn\n  \
-        lesson08_proxy --upstream 127.0.0.1:8007 --static /static/=./www   (files from disk)\n  \
-        loadgen --slow 100 -d 10s http://127.0.0.1:8008/hello            (slow clients, held here)"
+        cargo run --bin lesson08_proxy -- --upstream 127.0.0.1:9001 --upstream 127.0.0.1:9002 --balance least-conn\n  \
+        cargo run --bin lesson08_proxy -- --upstream 127.0.0.1:8007 --static /static/=apps   (files from disk)\n  \
+        cargo run --release --bin loadgen -- --slow 100 -d 10s http://127.0.0.1:8008/hello   (slow clients, held here)"
 )]
 struct Args {
     #[command(flatten)]

@@ -46,15 +46,25 @@ impl Launch {
     }
 }
 
-/// Where hole `anchor` of `exercise` is: `exercises/src/bin/ex01_echo.rs:108`
-/// (the line after its `// ANCHOR:` line), relative to the current directory.
+/// Where hole `anchor` of `exercise` is: `exercises/src/bin/ex01_echo.rs:108`,
+/// the first `// TODO` line of its region (the line the exercise's README
+/// names), else the line after its `// ANCHOR:` line; relative to the
+/// current directory.
 pub fn hole_at(exercise: &Exercise, anchor: &str) -> String {
     let bin = fixtures::repo().join("exercises/src/bin");
-    let marker = format!("// ANCHOR: {anchor}");
+    let (start, end) = (
+        format!("// ANCHOR: {anchor}"),
+        format!("// ANCHOR_END: {anchor}"),
+    );
     let find = |file: &std::path::Path| {
-        fs::read_to_string(file)
-            .ok()
-            .and_then(|text| text.lines().position(|l| l.trim() == marker).map(|i| i + 2))
+        let text = fs::read_to_string(file).ok()?;
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        let at = lines.iter().position(|l| *l == start)?;
+        let todo = lines[at..]
+            .iter()
+            .take_while(|l| **l != end)
+            .position(|l| l.starts_with("// TODO"));
+        Some(at + todo.unwrap_or(1) + 1)
     };
     // An exercise is one file, or a directory (ex06: the lesson's `main.rs`
     // and the student's copy of a library module, where the holes are).
