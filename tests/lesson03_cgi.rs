@@ -442,21 +442,9 @@ fn failures_are_answered() {
 
 /// Is any process of group `pgid` still running (zombies aside)?
 fn group_running(pgid: u32) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.flatten().any(|entry| {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            return false;
-        };
-        // pid (comm) state ppid pgrp ...: split after the last ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, r)| r)
-            .split_whitespace()
-            .collect();
-        fields.get(2) == Some(&pgid.to_string().as_str()) && fields.first() != Some(&"Z")
-    })
+    common::processes()
+        .iter()
+        .any(|p| p.pgrp == pgid && p.running())
 }
 
 fn sleeper_pgid(server: &Server) -> u32 {

@@ -58,23 +58,10 @@ fn snapshot(name: &str, text: &str) {
 
 /// The live (not zombie) children of `pid`: (pid, name), from /proc.
 fn children(pid: u32) -> Vec<(u32, String)> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let mut rest = stat[close + 1..].split_whitespace();
-        let (state, parent) = (rest.next(), rest.next());
-        if parent == Some(pid.to_string().as_str()) && state != Some("Z") {
-            let child = stat[..open].trim().parse().unwrap();
-            found.push((child, stat[open + 1..close].to_string()));
-        }
-    }
-    found.sort();
-    found
+    (common::children_of(pid).into_iter())
+        .filter(common::Proc::running)
+        .map(|p| (p.pid, p.name))
+        .collect()
 }
 
 /// Wait until the master's children are exactly the workers numbered

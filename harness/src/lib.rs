@@ -392,28 +392,68 @@ pub fn skipped(tool: &str, unchecked: &str) {
     let _ = io::Write::write_all(&mut io::stderr().lock(), line.as_bytes());
 }
 
-/// Children of `pid` in state Z (zombies, from /proc/N/stat), counted
-/// every 50 ms until there are none or `wait` has passed: a child reaped
-/// just after its response went out is not a leak.
-pub fn zombies_of(pid: u32, wait: Duration) -> usize {
-    let count = || {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return 0;
-        };
-        let parent = pid.to_string();
-        entries
-            .flatten()
-            .filter(|entry| {
-                let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                    return false;
-                };
-                // After the ")" that ends the command name: state, then ppid.
-                let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-                let mut fields = rest.split_whitespace();
-                fields.next() == Some("Z") && fields.next() == Some(parent.as_str())
-            })
-            .count()
+/// One process as `/proc/PID/stat` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proc {
+    pub pid: u32,
+    /// The process name (`comm`, 15 bytes at most): `l07-worker-3`.
+    pub name: String,
+    /// `S` sleeping, `R` running, `T` stopped, `Z` zombie, ...
+    pub state: char,
+    pub ppid: u32,
+    /// Its process group.
+    pub pgrp: u32,
+}
+
+impl Proc {
+    /// Alive, and not a zombie waiting to be reaped.
+    pub fn running(&self) -> bool {
+        self.state != 'Z'
+    }
+}
+
+/// Process `pid`, if it exists (zombies included).
+pub fn proc_stat(pid: u32) -> Option<Proc> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid pgrp ...`: the name may hold spaces and
+    // parentheses, so split after the LAST ')'.
+    let (open, close) = (text.find('(')?, text.rfind(')')?);
+    let mut rest = text[close + 1..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    let pgrp = rest.next()?.parse().ok()?;
+    Some(Proc {
+        pid: text[..open].trim().parse().ok()?,
+        name: text[open + 1..close].to_string(),
+        state,
+        ppid,
+        pgrp,
+    })
+}
+
+/// Every process this test can see in `/proc`, in pid order.
+pub fn processes() -> Vec<Proc> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
     };
+    let mut found: Vec<Proc> = (entries.flatten())
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .filter_map(proc_stat)
+        .collect();
+    found.sort_by_key(|p| p.pid);
+    found
+}
+
+/// The children of `pid`, zombies included, in pid order.
+pub fn children_of(pid: u32) -> Vec<Proc> {
+    processes().into_iter().filter(|p| p.ppid == pid).collect()
+}
+
+/// Children of `pid` in state Z (zombies), counted every 50 ms until
+/// there are none or `wait` has passed: a child reaped just after its
+/// response went out is not a leak.
+pub fn zombies_of(pid: u32, wait: Duration) -> usize {
+    let count = || children_of(pid).iter().filter(|p| !p.running()).count();
     let deadline = Instant::now() + wait;
     loop {
         let zombies = count();

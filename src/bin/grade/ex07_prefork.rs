@@ -12,12 +12,12 @@
 //! dies); `dispatch` then lets TTIN through; every stage after that kills
 //! or stops workers, so it needs `reap` too.
 
-use std::fs;
 use std::io::{ErrorKind, Read};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ladder_harness::{Proc, children_of};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -156,50 +156,9 @@ pub const EXERCISE: Exercise = Exercise {
 
 // ------------------------------------------------------------- /proc
 
-/// A child of the master, as `/proc/PID/stat` shows it.
-#[derive(Debug, Clone, PartialEq)]
-struct Proc {
-    pid: u32,
-    /// The process name (`comm`): `l07-worker-3`.
-    name: String,
-    /// Its state: `S` sleeping, `R` running, `T` stopped, `Z` zombie.
-    state: char,
-}
-
-/// The children of `parent`, zombies included, in pid order.
-fn children_of(parent: u32) -> Vec<Proc> {
-    let mut found = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return found;
-    };
-    let parent = parent.to_string();
-    for entry in entries.flatten() {
-        let Some(proc) = stat(&entry.path().join("stat")) else {
-            continue;
-        };
-        if proc.1 == parent {
-            found.push(proc.0);
-        }
-    }
-    found.sort_by_key(|p| p.pid);
-    found
-}
-
-/// One `/proc/PID/stat`: the process, and its parent's pid.
-fn stat(path: &std::path::Path) -> Option<(Proc, String)> {
-    let text = fs::read_to_string(path).ok()?;
-    let (open, close) = (text.find('(')?, text.rfind(')')?);
-    let mut rest = text[close + 1..].split_whitespace();
-    let state = rest.next()?.chars().next()?;
-    let parent = rest.next()?.to_string();
-    let pid = text[..open].trim().parse().ok()?;
-    let name = text[open + 1..close].to_string();
-    Some((Proc { pid, name, state }, parent))
-}
-
 /// The state of process `pid` (`None`: gone).
 fn state_of(pid: u32) -> Option<char> {
-    stat(std::path::Path::new(&format!("/proc/{pid}/stat"))).map(|(p, _)| p.state)
+    ladder_harness::proc_stat(pid).map(|p| p.state)
 }
 
 fn live(children: &[Proc]) -> Vec<Proc> {
