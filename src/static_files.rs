@@ -101,16 +101,28 @@ const NOT_FOUND: Rejection = Rejection::new(404, "File not found");
 /// the answer a GET would (a file is still opened and measured, so that its
 /// length can be announced); `Response::plan` leaves the body out.
 pub fn respond(root: &Root, request: &Request) -> Response {
+    respond_below(root, "", request)
+}
+
+/// [`respond`] for a root mounted at the URL prefix `mount` (rung 8's
+/// `--static /static/=DIR`, nginx's `location /static/ { alias DIR; }`):
+/// the path below the prefix names the file, while a redirect and a
+/// listing's title keep the whole URL, so a client stays under the prefix.
+/// A request outside the prefix gets 404.
+pub fn respond_below(root: &Root, mount: &str, request: &Request) -> Response {
     if request.check_method(&["GET", "HEAD"]).is_err() {
         return Response::error(501, &unsupported_method(&request.method));
     }
-    let resolved = match resolve(root, &request.target) {
+    let mount = mount.trim_end_matches('/');
+    let resolved = match below(mount, request).and_then(|target| resolve(root, &target)) {
         Ok(resolved) => resolved,
         Err(refusal) => return Response::error(refusal.status, refusal.detail),
     };
     match resolved {
         // An empty body: `Content-Length: 0`, as Python sends on its 301.
-        Resolved::Redirect { location } => Response::new(301).header("Location", location),
+        Resolved::Redirect { location } => {
+            Response::new(301).header("Location", format!("{mount}{location}"))
+        }
         Resolved::Listing { dir } => match listing_html(dir, &request.target) {
             Ok(html) => Response::with_bytes(200, "text/html; charset=utf-8", html),
             Err(_) => Response::error(404, "No permission to list directory"),
@@ -129,6 +141,22 @@ pub fn respond(root: &Root, request: &Request) -> Response {
                 })
         }
     }
+}
+
+/// The request's target with `mount` taken off its path (the target
+/// itself when nothing is mounted); 404 for a path outside the mount.
+fn below(mount: &str, request: &Request) -> Result<Target, Rejection> {
+    if mount.is_empty() {
+        return Ok(request.target.clone());
+    }
+    let path = match request.path().strip_prefix(mount) {
+        Some("") => "/",
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => return Err(NOT_FOUND),
+    };
+    let query = if request.target.has_query() { "?" } else { "" };
+    let raw = format!("{path}{query}{}", request.query());
+    Target::parse(&request.method, &raw).map_err(|_| NOT_FOUND)
 }
 
 /// Python's `send_error` message for a method it has no `do_X` for.

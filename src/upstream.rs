@@ -26,8 +26,8 @@ use nix::sys::sendfile::sendfile;
 
 use crate::event_loop::Config;
 use crate::http::{
-    Body, BodyDecoder, Header, Limits, Request, Response, ResponseHeadIn, ServerInfo, Target,
-    TargetForm, parse_response,
+    Body, BodyDecoder, Header, Limits, Request, Response, ResponseHeadIn, ServerInfo, TargetForm,
+    parse_response,
 };
 use crate::http_connection::{BodySpill, RequestBody, Settings, temporary_file};
 use crate::readiness::Backend;
@@ -186,30 +186,13 @@ impl Options {
 pub struct Statics(Vec<(String, Root)>);
 
 impl Statics {
-    /// The URL without its prefix, served from DIR by rung 4's code, as
-    /// nginx serves static files and passes the rest on; `None`: pass it on.
+    /// A URL under a `--static` prefix, served from its DIR by rung 4's
+    /// code, as nginx serves static files and passes the rest on; `None`:
+    /// pass it on.
     pub fn respond(&self, request: &Request) -> Option<Response> {
         let (prefix, root) =
             (self.0.iter()).find(|(p, _)| request.path().starts_with(p.as_str()))?;
-        let rest = request.path()[prefix.len()..].trim_start_matches('/');
-        let query = if request.target.has_query() { "?" } else { "" };
-        let raw = format!("/{rest}{query}{}", request.query());
-        let target = Target::parse(&request.method, &raw).ok()?;
-        let local = Request {
-            target,
-            ..request.clone()
-        };
-        let mut response = static_files::respond(root, &local);
-        // Rung 4 saw only the path below the prefix: its redirect of a
-        // directory to the same path with a slash must get the prefix back,
-        // or the client's next request leaves the static files.
-        let base = prefix.trim_end_matches('/');
-        for (name, value) in &mut response.headers {
-            if name.eq_ignore_ascii_case("location") && value.starts_with('/') {
-                *value = format!("{base}{value}");
-            }
-        }
-        Some(response)
+        Some(static_files::respond_below(root, prefix, request))
     }
 }
 

@@ -587,6 +587,13 @@ fn static_prefixes_are_served_by_the_proxy() {
     let response = get(&mut stream, "/static/sub");
     assert_eq!(response.status, 301);
     assert_eq!(response.header("location"), Some("/static/sub/"));
+    // ... and its listing is titled with the whole URL.
+    let mut stream = server.connect().unwrap();
+    let listing = String::from_utf8_lossy(&get(&mut stream, "/static/sub/").body).into_owned();
+    assert!(
+        listing.contains("Directory listing for /static/sub/"),
+        "{listing}"
+    );
     let mut stream = server.connect().unwrap();
     assert_eq!(get(&mut stream, "/dynamic").status, 200);
     assert_eq!(fake.requests(), 1);
