@@ -266,11 +266,14 @@ fn a_large_upload_reaches_the_upstream_whole_and_only_once_complete() {
         body.len()
     );
     stream.write_all(head.as_bytes()).unwrap();
+    // When the last piece *began* to go: the proxy may take it, dispatch and
+    // reach the upstream before `write_all` returns to us.
+    let mut sent = Instant::now();
     for piece in body.chunks(body.len() / 4) {
         thread::sleep(Duration::from_millis(200));
+        sent = Instant::now();
         stream.write_all(piece).unwrap();
     }
-    let sent = Instant::now();
     let response = read_response(&mut stream, &mut Vec::new(), false).unwrap();
     assert_eq!(response.status, 200);
     let seen = fake.seen.lock().unwrap();
@@ -307,7 +310,7 @@ fn peak_rss_kib(server: &Server) -> u64 {
 }
 
 /// A POST of `body` in four pieces, 200 ms apart; the response, and when
-/// the last piece left.
+/// the last piece began to leave.
 fn upload_slowly(server: &Server, body: &[u8]) -> (common::Response, Instant) {
     let mut stream = server.connect().unwrap();
     let head = format!(
@@ -315,11 +318,12 @@ fn upload_slowly(server: &Server, body: &[u8]) -> (common::Response, Instant) {
         body.len()
     );
     stream.write_all(head.as_bytes()).unwrap();
+    let mut sent = Instant::now();
     for piece in body.chunks(body.len().div_ceil(4)) {
         thread::sleep(Duration::from_millis(200));
+        sent = Instant::now();
         stream.write_all(piece).unwrap();
     }
-    let sent = Instant::now();
     (
         read_response(&mut stream, &mut Vec::new(), false).unwrap(),
         sent,

@@ -472,11 +472,14 @@ fn buffers_request(ctx: &mut Ctx) -> Result<(), Failure> {
         body.len()
     );
     ctx.send(&mut stream, head.as_bytes())?;
+    // The clock is read before the last piece goes out, not after: a correct proxy can
+    // receive that piece, dispatch, and reach the upstream before our `send` returns.
+    let mut last_sent = Instant::now();
     for piece in body.chunks(body.len() / 4) {
         thread::sleep(Duration::from_millis(300));
+        last_sent = Instant::now();
         ctx.send(&mut stream, piece)?;
     }
-    let last_sent = Instant::now();
     if !eventually(|| upstream.requests() > 0) {
         return Err(ctx
             .fail("the request to reach the upstream once complete")
@@ -489,10 +492,10 @@ fn buffers_request(ctx: &mut Ctx) -> Result<(), Failure> {
     if heard.first_byte < last_sent {
         let early = last_sent - heard.first_byte;
         return Err(ctx
-            .fail("the upstream to hear nothing before the client's last byte was sent")
+            .fail("the upstream to hear nothing before the client began sending its last piece")
             .detail(format!(
-                "its first byte reached the upstream {early:?} before the client sent \
-                 the last: a slow client would hold the upstream that long"
+                "its first byte reached the upstream {early:?} before the client \
+                 began sending the last piece: a slow client would hold the upstream that long"
             )));
     }
     ctx.ensure(
