@@ -15,9 +15,17 @@ trap cleanup EXIT
 
 # Exit unless every tool named is on PATH.
 need() { # tool...
-    local tool
+    local tool package
     for tool in "$@"; do
-        command -v "$tool" >/dev/null || { echo "$(basename "$0"): $tool is not installed" >&2; exit 1; }
+        command -v "$tool" >/dev/null && continue
+        case $tool in
+            nginx) package=nginx-light ;;
+            taskset) package=util-linux ;;
+            nc) package=netcat-openbsd ;;
+            *) package=$tool ;;
+        esac
+        echo "$(basename "$0"): $tool is not installed; on Debian or Ubuntu: sudo apt-get install $package (see benches/README.md)" >&2
+        exit 1
     done
 }
 
