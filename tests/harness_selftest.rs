@@ -27,6 +27,41 @@ fn announce_urls_are_found() {
     assert_eq!(common::addr_in("no url here"), None);
 }
 
+/// Transcripts mask what varies: dates (a `Date:` header, log dates in
+/// brackets, and nothing else in brackets), times in ms, and runs after a
+/// marker.
+#[test]
+fn transcript_masks_touch_only_what_varies() {
+    assert_eq!(
+        common::mask_dates("Date: Tue, 01 Dec 2026 08:00:00 GMT"),
+        "Date: [date]"
+    );
+    assert_eq!(
+        common::mask_dates(r#"127.0.0.1 - - [01/Dec/2026 08:00:00] "GET / HTTP/1.1" 200 13"#),
+        r#"127.0.0.1 - - [date] "GET / HTTP/1.1" 200 13"#
+    );
+    assert_eq!(
+        common::mask_dates("[01/Dec/2026 08:00:00] [4711] [INFO] Booting worker [1/2]"),
+        "[date] [4711] [INFO] Booting worker [1/2]"
+    );
+    assert_eq!(
+        common::mask_dates("[wsgi] x [01/Dec/20] y"),
+        "[wsgi] x [01/Dec/20] y"
+    );
+    assert_eq!(
+        common::mask_ms("in 1.3 ms, timeout 500 ms"),
+        "in [ms] ms, timeout [ms] ms"
+    );
+    let mut line = String::from("(pid:4711) and (pid:42), (pid:)");
+    common::mask_after(
+        &mut line,
+        "(pid:",
+        |c| c.is_ascii_digit(),
+        |_| "[pid]".into(),
+    );
+    assert_eq!(line, "(pid:[pid]) and (pid:[pid]), (pid:)");
+}
+
 /// A connection to an in-test peer that writes `bytes` one at a time (so
 /// every read sees a piece), then closes.
 fn dribbled(bytes: &'static [u8]) -> TcpStream {

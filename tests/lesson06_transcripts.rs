@@ -94,14 +94,7 @@ fn normalise(text: &str, port: u16) -> String {
         .replace(&format!(":{port}"), &format!(":{SHOWN_PORT}"))
         .replace(&format!("'{port}'"), &format!("'{SHOWN_PORT}'"));
     for line in text.lines() {
-        let mut line = line.to_string();
-        if line.starts_with("Date: ") {
-            line = "Date: [date]".into();
-        }
-        // An access log line: `127.0.0.1 - - [21/Nov/2026 10:00:00] "GET ...`
-        if let (Some(i), Some(j)) = (line.find(" - - ["), line.find("] \"")) {
-            line.replace_range(i + 6..j, "date");
-        }
+        let mut line = common::mask_dates(line);
         // Python object addresses: `<_io.BytesIO object at 0x7f3c2d1e4a40>`.
         while let Some(i) = line.find(" at 0x") {
             let end = line[i + 6..]
@@ -110,27 +103,23 @@ fn normalise(text: &str, port: u16) -> String {
             line.replace_range(i + 4..end, "[address]");
         }
         // Client ports: `127.0.0.1:52144`.
-        mask_after(&mut line, "127.0.0.1:", |c| c.is_ascii_digit(), "[port]");
+        common::mask_after(
+            &mut line,
+            "127.0.0.1:",
+            |c| c.is_ascii_digit(),
+            |p| {
+                // The server's own port is shown as the chapter's.
+                if p == SHOWN_PORT.to_string() {
+                    p.into()
+                } else {
+                    "[port]".into()
+                }
+            },
+        );
         out.push_str(&line);
         out.push('\n');
     }
     out
-}
-
-/// Replace the run of `keep` characters after each `marker` with `mask`,
-/// unless it is the port the chapter shows.
-fn mask_after(line: &mut String, marker: &str, keep: impl Fn(char) -> bool, mask: &str) {
-    let mut from = 0;
-    while let Some(at) = line[from..].find(marker) {
-        let start = from + at + marker.len();
-        let end = line[start..]
-            .find(|c: char| !keep(c))
-            .map_or(line.len(), |e| start + e);
-        if line[start..end] != SHOWN_PORT.to_string() && end > start {
-            line.replace_range(start..end, mask);
-        }
-        from = start;
-    }
 }
 
 fn snapshot(name: &str, text: &str) {

@@ -112,15 +112,7 @@ fn pid_names(master: u32, log: &str) -> BTreeMap<u32, u32> {
 fn normalise(text: &str, port: u16, names: &BTreeMap<u32, u32>) -> String {
     let mut out = String::new();
     for line in text.lines() {
-        let mut line = line.to_string();
-        // `[01/Dec/2026 10:00:00] [4711] [INFO] ...`, and the access log's
-        // `127.0.0.1 - - [01/Dec/2026 10:00:00] "GET ...`.
-        if let Some(i) = line.find('[')
-            && let Some(j) = line[i..].find(']').map(|j| i + j)
-            && line[i..j].contains('/')
-        {
-            line.replace_range(i + 1..j, "date");
-        }
+        let mut line = common::mask_dates(line);
         // The access log's size: workers.py's answer holds a pid, whose
         // number of digits varies.
         if let Some(i) = line.find("\" 200 ") {

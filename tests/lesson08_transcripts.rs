@@ -101,47 +101,34 @@ fn as_curl_i(response: &common::Response) -> String {
 fn normalise(text: &str, proxy: u16, app: u16) -> String {
     let mut out = String::new();
     for line in text.lines() {
-        let mut line = line.to_string();
-        if line.starts_with("Date: ") {
-            line = "Date: [date]".into();
-        }
-        // An access-log line: `127.0.0.1 - - [01/Dec/2026 10:00:00] "GET ...`
-        if let (Some(i), Some(j)) = (line.find(" - - ["), line.find("] \"")) {
-            line.replace_range(i + 6..j, "date");
-        }
-        // lesson07's own log lines: `[01/Dec/2026 10:00:00] [4711] [INFO] ...`
-        if line.starts_with('[')
-            && let Some(j) = line.find("] [")
-        {
-            line.replace_range(1..j, "date");
-        }
+        let mut line = common::mask_dates(line);
         // workers.py's answer, and so its length, has the worker's pid
         // and its count of requests in it.
         let digits = |c: char| c.is_ascii_digit();
-        mask_after(&mut line, "worker pid ", digits, |_| "[pid]".into());
-        mask_after(&mut line, ", request ", digits, |_| "[n]".into());
-        mask_after(&mut line, "HTTP/1.1\" 200 ", digits, |_| "[size]".into());
+        common::mask_after(&mut line, "worker pid ", digits, |_| "[pid]".into());
+        common::mask_after(&mut line, ", request ", digits, |_| "[n]".into());
+        common::mask_after(&mut line, "HTTP/1.1\" 200 ", digits, |_| "[size]".into());
         // Byte counts in a trace include the Host header (a port of five
         // digits here, four in the chapter) and curl's version.
-        mask_after(&mut line, "head complete, ", digits, |_| "[n]".into());
-        mask_after(&mut line, "[n] of ", digits, |_| "[n]".into());
+        common::mask_after(&mut line, "head complete, ", digits, |_| "[n]".into());
+        common::mask_after(&mut line, "[n] of ", digits, |_| "[n]".into());
         if line.contains("write(upstream slot") {
-            mask_after(&mut line, ") -> ", digits, |_| "[n]".into());
+            common::mask_after(&mut line, ") -> ", digits, |_| "[n]".into());
         }
-        mask_after(
+        common::mask_after(
             &mut line,
             "(pid:",
             |c| c.is_ascii_digit(),
             |_| "[pid]".into(),
         );
-        mask_after(&mut line, "] [", |c| c.is_ascii_digit(), |_| "[pid]".into());
-        mask_after(
+        common::mask_after(&mut line, "] [", |c| c.is_ascii_digit(), |_| "[pid]".into());
+        common::mask_after(
             &mut line,
             "127.0.0.1:",
             |c| c.is_ascii_digit(),
             |port| shown_port(port, proxy, app),
         );
-        mask_after(
+        common::mask_after(
             &mut line,
             "SERVER_PORT = '",
             |c| c.is_ascii_digit(),
@@ -158,29 +145,6 @@ fn shown_port(port: &str, proxy: u16, app: u16) -> String {
         Ok(p) if p == proxy => SHOWN_PROXY_PORT.to_string(),
         Ok(p) if p == app => SHOWN_APP_PORT.to_string(),
         _ => "[port]".into(),
-    }
-}
-
-/// Replace the run of `keep` characters after each `marker` with `mask(run)`.
-fn mask_after(
-    line: &mut String,
-    marker: &str,
-    keep: impl Fn(char) -> bool,
-    mask: impl Fn(&str) -> String,
-) {
-    let mut from = 0;
-    while let Some(at) = line[from..].find(marker) {
-        let start = from + at + marker.len();
-        let end = line[start..]
-            .find(|c: char| !keep(c))
-            .map_or(line.len(), |e| start + e);
-        let masked = if end > start {
-            mask(&line[start..end])
-        } else {
-            String::new()
-        };
-        line.replace_range(start..end, &masked);
-        from = start + masked.len();
     }
 }
 

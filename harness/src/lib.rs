@@ -283,6 +283,62 @@ pub fn mask_ms(text: &str) -> String {
     out
 }
 
+/// The dates in a transcript line: a whole `Date:` header becomes
+/// `Date: [date]`, and every log date in brackets, `[01/Dec/2026 10:00:00]`
+/// (the access log's and lesson 07's own lines), becomes `[date]`.
+pub fn mask_dates(line: &str) -> String {
+    if line.starts_with("Date: ") {
+        return "Date: [date]".into();
+    }
+    // `dd/Mon/yyyy hh:mm:ss`: where a pattern has `d` a digit must be.
+    const SHAPE: &[u8] = b"dd/Mmm/dddd dd:dd:dd]";
+    let fits = |text: &[u8]| {
+        text.len() >= SHAPE.len()
+            && SHAPE.iter().zip(text).all(|(want, got)| match want {
+                b'd' => got.is_ascii_digit(),
+                b'M' | b'm' => got.is_ascii_alphabetic(),
+                _ => want == got,
+            })
+    };
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find('[') {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        if fits(rest.as_bytes()) {
+            out.push_str("date");
+            rest = &rest[SHAPE.len() - 1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Replace the run of `keep` characters after each `marker` in `line` with
+/// `mask(run)`: `mask_after(&mut line, "(pid:", |c| c.is_ascii_digit(),
+/// |_| "[pid]".into())`.
+pub fn mask_after(
+    line: &mut String,
+    marker: &str,
+    keep: impl Fn(char) -> bool,
+    mask: impl Fn(&str) -> String,
+) {
+    let mut from = 0;
+    while let Some(at) = line[from..].find(marker) {
+        let start = from + at + marker.len();
+        let end = line[start..]
+            .find(|c: char| !keep(c))
+            .map_or(line.len(), |e| start + e);
+        let masked = if end > start {
+            mask(&line[start..end])
+        } else {
+            String::new()
+        };
+        line.replace_range(start..end, &masked);
+        from = start + masked.len();
+    }
+}
+
 /// Find `scheme://host:port` in a line and resolve it.
 pub fn addr_in(line: &str) -> Option<SocketAddr> {
     let start = line.find("://")? + 3;
