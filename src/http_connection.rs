@@ -49,9 +49,13 @@ const KEEP_BUFFER: usize = 4096;
 pub struct Settings {
     /// How big a request may be: 414, 431, 413 past these.
     pub limits: Limits,
-    /// Time to send a whole request head, from its first byte, and between
-    /// two pieces of a body. Not extended by a trickle of bytes (slowloris).
+    /// Time to send a whole request head, from its first byte. Not extended
+    /// by a trickle of bytes (slowloris).
     pub header_timeout: Duration,
+    /// Time a client may pause between two pieces of a request body; each
+    /// piece restarts it (nginx's `client_body_timeout`), since an upload
+    /// may rightly take longer than any fixed limit.
+    pub body_timeout: Duration,
     /// Time a kept-alive connection may sit idle, and a client that stopped
     /// reading our answer may take between two writes.
     pub idle_timeout: Duration,
@@ -76,7 +80,7 @@ enum State {
     /// `header_timeout`, counted from the first byte.
     Head,
     /// The head is in and a body follows: decode it into memory, then the
-    /// request is complete. Boxed: rare, and every idle connection would
+    /// request is complete: `body_timeout` between two pieces. Boxed: rare, and every idle connection would
     /// otherwise carry room for it.
     Body(Box<Reading>),
     /// The request is with a handler that answers later (from another
@@ -410,7 +414,7 @@ impl Connection {
                 };
                 let done = reading.decoder.is_done();
                 self.inbuf.drain(..used);
-                self.deadline = Some(Instant::now() + settings.header_timeout); // progress
+                self.deadline = Some(Instant::now() + settings.body_timeout); // progress
                 if !done {
                     reading.spill(self.spill.as_deref()); // lesson 08: past a buffer, to a file
                     return None;
@@ -832,7 +836,8 @@ impl Connection {
 fn timeout(state: &State, settings: &Settings) -> Option<Duration> {
     match state {
         State::Idle => Some(settings.idle_timeout),
-        State::Head | State::Body(_) => Some(settings.header_timeout),
+        State::Head => Some(settings.header_timeout),
+        State::Body(_) => Some(settings.body_timeout),
         State::Linger => Some(LINGER),
         State::Waiting(_) => settings.answer_timeout,
         // Nothing we wait for from the client: the producer has the next

@@ -365,6 +365,7 @@ fn gthread_worker(
     let http = Settings {
         limits: Limits::default(),
         header_timeout: Duration::from_secs(10),
+        body_timeout: Duration::from_secs(10),
         idle_timeout: Options::secs(options.keep_alive),
         server: ServerInfo::PLAIN,
         answer_timeout: timeout,

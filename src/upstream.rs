@@ -48,10 +48,14 @@ pub struct Options {
     #[arg(long, value_enum, default_value_t = Balance::RoundRobin)]
     pub balance: Balance,
 
-    /// Seconds a client has for a request head, and between two reads of its body
-    /// (nginx's client_header_timeout and client_body_timeout)
+    /// Seconds a client has to send a whole request head (nginx's client_header_timeout)
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = seconds)]
     pub client_header_timeout: Duration,
+
+    /// Seconds a client may pause between two pieces of a request body; each piece
+    /// restarts the clock (nginx's client_body_timeout)
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = seconds)]
+    pub client_body_timeout: Duration,
 
     /// Seconds an idle client connection is kept (nginx's keepalive_timeout)
     #[arg(long, value_name = "SECS", default_value = "75", value_parser = seconds)]
@@ -132,6 +136,7 @@ impl Options {
                     ..Limits::default()
                 },
                 header_timeout: self.client_header_timeout,
+                body_timeout: self.client_body_timeout,
                 idle_timeout: self.keepalive_timeout,
                 server: ServerInfo::PLAIN,
                 // Our own timeouts always answer (502/504), and we log

@@ -97,6 +97,7 @@ where
         http: Settings {
             limits,
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
             server: ServerInfo::PLAIN,
             answer_timeout,

@@ -286,6 +286,59 @@ fn a_large_upload_reaches_the_upstream_whole_and_only_once_complete() {
     assert!(response.body.ends_with(&body));
 }
 
+/// --client-body-timeout bounds each pause inside a body and is restarted
+/// by every piece (nginx's client_body_timeout); the much longer
+/// --client-header-timeout does not apply to the body. An upload slower in
+/// all than the body timeout, but never pausing that long, goes through; a
+/// client that stops mid-body is dropped after it, and the upstream hears
+/// nothing of its request.
+#[test]
+fn a_pause_inside_a_body_is_bounded_by_the_body_timeout() {
+    let fake = Fake::start(Behaviour::Echo);
+    let flags = [
+        "--client-header-timeout",
+        "60",
+        "--client-body-timeout",
+        "2",
+    ];
+    let server = proxy(&[fake.arg()], &flags);
+    let body = vec![b'x'; 5000];
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut stream = server.connect().unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let started = Instant::now();
+    for piece in body.chunks(1000) {
+        thread::sleep(Duration::from_millis(600));
+        stream.write_all(piece).unwrap();
+    }
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "the upload was not slow"
+    );
+    let response = read_response(&mut stream, &mut Vec::new(), false).unwrap();
+    assert_eq!(response.status, 200);
+    assert!(response.body.ends_with(&body));
+
+    let mut stalled = server.connect().unwrap();
+    stalled.write_all(head.as_bytes()).unwrap();
+    stalled.write_all(&body[..2500]).unwrap();
+    // Read with the harness's 10 s timeout: the proxy must close first.
+    let mut rest = Vec::new();
+    let closed = stalled.read_to_end(&mut rest);
+    assert!(
+        matches!(closed, Ok(0)),
+        "a client stalled mid-body was not dropped after --client-body-timeout: {closed:?}"
+    );
+    assert_eq!(
+        fake.seen.lock().unwrap().len(),
+        1,
+        "the upstream heard of the stalled upload"
+    );
+}
+
 /// A pooled upstream connection idle past --upstream-keepalive-timeout is
 /// closed (nginx's `keepalive_timeout` in `upstream`): the next request
 /// opens a new one.

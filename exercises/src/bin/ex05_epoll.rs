@@ -79,7 +79,7 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_connections: usize,
 
-    /// Seconds a client has to send a whole request head
+    /// Seconds a client has to send a whole request head, and may pause within a body
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = seconds())]
     header_timeout: u64,
 
@@ -107,6 +107,7 @@ fn run(args: Args) -> io::Result<()> {
         http: Settings {
             limits: Limits::default(),
             header_timeout: Duration::from_secs(args.header_timeout),
+            body_timeout: Duration::from_secs(args.header_timeout),
             idle_timeout: Duration::from_secs(args.idle_timeout),
             server: ServerInfo::PLAIN,
             // `/count` answers later: no time limit, and the loop logs it.

@@ -106,7 +106,7 @@ struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 10 * 1024 * 1024)]
     max_body: u64,
 
-    /// Seconds a client has to send a whole request head
+    /// Seconds a client has to send a whole request head, and may pause within a body
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = seconds())]
     header_timeout: u64,
 
@@ -196,6 +196,7 @@ fn loop_config(args: &Args) -> Config {
                 ..Limits::default()
             },
             header_timeout: Duration::from_secs(args.header_timeout),
+            body_timeout: Duration::from_secs(args.header_timeout),
             idle_timeout: Duration::from_secs(args.keep_alive),
             server: ServerInfo::PLAIN,
             answer_timeout: server_timeout(args),
