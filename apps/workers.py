@@ -34,7 +34,11 @@ def app(environ, start_response):
     if path == "/cpu":
         burn(number(environ, "ms", 50, 10_000))
     elif path == "/sleep":
-        time.sleep(number(environ, "s", 1, 3600))
+        seconds = number(environ, "s", 1, 3600)
+        # A line in the server's log says the request is in the app now.
+        print(f"worker pid {os.getpid()}: sleeping {seconds:g} s",
+              file=environ["wsgi.errors"], flush=True)
+        time.sleep(seconds)
     elif path == "/big":
         size = int(number(environ, "mb", 8, 1024) * 1024 * 1024)
         start_response("200 OK", [("Content-Type", "application/octet-stream"),

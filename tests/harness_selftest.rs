@@ -7,6 +7,7 @@ mod common;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::thread;
+use std::time::Duration;
 
 use common::{IO_TIMEOUT, read_response};
 
@@ -60,6 +61,27 @@ fn transcript_masks_touch_only_what_varies() {
         |_| "[pid]".into(),
     );
     assert_eq!(line, "(pid:[pid]) and (pid:[pid]), (pid:)");
+}
+
+/// `unread_bytes` sees bytes the peer has not read yet, and none once it has.
+#[test]
+fn unread_bytes_follows_what_the_peer_has_read() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut writer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut reader, _) = listener.accept().unwrap();
+    let (from, to) = (writer.local_addr().unwrap(), writer.peer_addr().unwrap());
+    assert_eq!(common::unread_bytes(from, to), Some(0));
+    writer.write_all(&[7; 1000]).unwrap();
+    // Until acknowledged, bytes count on both sides: at least 1000.
+    assert!(common::unread_bytes(from, to).is_some_and(|n| n >= 1000));
+    assert!(!common::wait_until_read(&writer, Duration::from_millis(50)));
+    let mut got = [0u8; 1000];
+    std::io::Read::read_exact(&mut reader, &mut got).unwrap();
+    assert!(common::wait_until_read(&writer, IO_TIMEOUT));
+    assert_eq!(
+        common::unread_bytes(to, "127.0.0.1:9".parse().unwrap()),
+        None
+    );
 }
 
 /// A connection to an in-test peer that writes `bytes` one at a time (so

@@ -503,7 +503,7 @@ fn an_app_past_the_timeout_gets_a_504() {
     let server = start("gil:app", &["--timeout", "1", "--threads", "2"]);
     let mut stream = server.connect().unwrap();
     stream
-        .write_all(b"GET /sleep?ms=2500 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /sleep?ms=5000 HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let response = read_response(&mut stream, &mut Vec::new(), false).unwrap();
     assert_eq!(response.status, 504, "{}", response.head);

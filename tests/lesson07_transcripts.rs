@@ -348,11 +348,13 @@ fn worker_timeout_transcript() {
     let mut slow = server.connect().unwrap();
     slow.write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
     thread::sleep(Duration::from_millis(300)); // the worker has taken it
-    let asked = Instant::now();
     let body = curl(&server, "/");
-    let waited = asked.elapsed();
-    assert!(waited > Duration::from_secs(2), "answered after {waited:?}");
     assert!(server.wait_for_stderr("\"GET / HTTP/1.1\" 200", IO_TIMEOUT));
+    assert!(
+        server.stderr().contains("WORKER TIMEOUT"),
+        "{}",
+        server.stderr()
+    );
     let log = server.stderr();
     let names = pid_names(master, &log);
     let mut text = String::from("[... the worker takes the slow client; 3 s later:]\n");

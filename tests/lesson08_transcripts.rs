@@ -335,6 +335,8 @@ fn slow_clients_transcript() {
     thread::sleep(Duration::from_millis(300)); // the workers take the first two
     let fresh = fetch(app.addr, &curl_request(app.addr, "/", ""));
     let status = fresh.map_or_else(|e| e.to_string(), |r| r.status.to_string());
+    // The log's reader thread may be a moment behind the answer.
+    app.wait_for_stderr("WORKER TIMEOUT", IO_TIMEOUT);
     let timeouts = app.stderr().matches("WORKER TIMEOUT").count();
     text.push_str(&format!(
         "direct: 2 slow clients, then a fresh request: answered {status}, \

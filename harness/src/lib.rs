@@ -339,6 +339,56 @@ pub fn mask_after(
     }
 }
 
+/// Bytes written on the IPv4 TCP connection `from` → `to` that `to`'s owner
+/// has not read yet: the sender's unacknowledged queue plus the receiver's
+/// unread one, from /proc/net/tcp. `write` returning says only that the
+/// kernel took the bytes; `Some(0)` says the other side has read them all.
+/// `None`: no such connection (or not IPv4).
+pub fn unread_bytes(from: SocketAddr, to: SocketAddr) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    // `0100007F:1F45`: the address as the kernel's u32 in host order, the port in hex.
+    let parse = |field: &str| -> Option<SocketAddr> {
+        let (ip, port) = field.split_once(':')?;
+        let ip = u32::from_str_radix(ip, 16).ok()?;
+        let port = u16::from_str_radix(port, 16).ok()?;
+        Some(SocketAddr::from((ip.to_ne_bytes(), port)))
+    };
+    let queues = |local: SocketAddr, remote: SocketAddr| -> Option<(u64, u64)> {
+        table.lines().skip(1).find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if parse(fields.get(1)?)? != local || parse(fields.get(2)?)? != remote {
+                return None;
+            }
+            let (tx, rx) = fields.get(4)?.split_once(':')?;
+            Some((
+                u64::from_str_radix(tx, 16).ok()?,
+                u64::from_str_radix(rx, 16).ok()?,
+            ))
+        })
+    };
+    let (unsent, _) = queues(from, to)?;
+    let (_, unread) = queues(to, from)?;
+    Some(unsent + unread)
+}
+
+/// Wait (up to `within`) until the other end of `stream` has read all we
+/// wrote on it; false if it has not by then.
+pub fn wait_until_read(stream: &TcpStream, within: Duration) -> bool {
+    let (Ok(local), Ok(peer)) = (stream.local_addr(), stream.peer_addr()) else {
+        return false;
+    };
+    let deadline = Instant::now() + within;
+    loop {
+        if unread_bytes(local, peer) == Some(0) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Find `scheme://host:port` in a line and resolve it.
 pub fn addr_in(line: &str) -> Option<SocketAddr> {
     let start = line.find("://")? + 3;

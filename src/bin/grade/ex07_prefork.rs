@@ -17,7 +17,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ladder_harness::{Proc, children_of};
+use ladder_harness::{IO_TIMEOUT, Proc, children_of};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -559,7 +559,14 @@ fn send_slow(ctx: &mut Ctx, path: &str) -> Result<TcpStream, Failure> {
     ctx.clear_transcript();
     let mut stream = ctx.connect()?;
     ctx.send(&mut stream, &request(path))?;
-    thread::sleep(Duration::from_millis(700)); // now it is in the app
+    // workers.py logs `worker pid N: sleeping S s` once the request is in the app.
+    if !ctx.server().wait_for_stderr(": sleeping ", IO_TIMEOUT) {
+        return Err(ctx
+            .fail(format!("GET {path} to reach the app"))
+            .detail(format!(
+                "no `sleeping` line from workers.py in {IO_TIMEOUT:?}"
+            )));
+    }
     Ok(stream)
 }
 

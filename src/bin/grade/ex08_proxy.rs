@@ -307,6 +307,12 @@ fn send_big(stream: &mut TcpStream, head_only: bool, seen: &Mutex<Seen>) -> bool
             }
             lock(seen).big_written += piece.len();
         }
+        // `write` returning means the kernel took the bytes, not that the
+        // proxy read them: "done" once it has, so the next request finds
+        // this connection back in the pool, however busy the machine.
+        if !ladder_harness::wait_until_read(stream, IO_TIMEOUT) {
+            return true; // never `done`: the stage says the proxy stopped reading
+        }
     }
     lock(seen).big_done = Some(Instant::now());
     true
