@@ -293,6 +293,11 @@ fn int_and_quit_stop_at_once_without_waiting_for_requests() {
 fn a_hung_worker_is_killed_at_the_timeout_and_replaced() {
     let server = start("workers:app", &["-w", "1", "-t", "2"]);
     let old = pids(&wait_for_workers(server.pid(), 1, Duration::from_secs(10)));
+    assert_eq!(
+        get(server.addr, "/").unwrap().0,
+        200,
+        "booted: its boot is not timed"
+    );
     let asked = Instant::now();
     // A sync worker in a 60 s app call sends no heartbeat.
     let cut = get(server.addr, "/sleep?s=60");
@@ -542,7 +547,10 @@ fn usr1_reopens_the_log_file_after_a_rotation() {
     let rotated = log.with_extension("log.1");
     let log_arg = log.to_string_lossy().into_owned();
     let server = start("workers:app", &["-w", "1", "--log-file", &log_arg]);
-    wait_for_workers(server.pid(), 1, Duration::from_secs(10));
+    let worker = *pids(&wait_for_workers(server.pid(), 1, Duration::from_secs(10)))
+        .iter()
+        .next()
+        .unwrap();
     get(server.addr, "/before").unwrap();
     let logged = |path: &Path, needle: &str| {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -557,7 +565,19 @@ fn usr1_reopens_the_log_file_after_a_rotation() {
     assert!(logged(&log, "GET /before"));
     fs::rename(&log, &rotated).unwrap();
     server.signal(Signal::SIGUSR1).unwrap();
-    thread::sleep(Duration::from_millis(500));
+    // The worker's stderr follows the rename until it reopens the path.
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while fs::read_link(format!("/proc/{worker}/fd/2"))
+        .ok()
+        .as_deref()
+        != Some(log.as_path())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never reopened its log"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
     get(server.addr, "/after").unwrap();
     assert!(
         logged(&log, "GET /after"),

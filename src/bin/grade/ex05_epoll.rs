@@ -366,20 +366,30 @@ fn many_clients(ctx: &mut Ctx) -> Result<(), Failure> {
     )
 }
 
-/// utime + stime of `pid` in clock ticks (fields 14 and 15 of /proc/PID/stat).
-fn cpu_ticks(ctx: &Ctx, pid: u32) -> Result<u64, Failure> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|err| {
-        ctx.fail("to read /proc/PID/stat (Linux only)")
+/// Nanoseconds the threads of `pid` have spent running or ready to run
+/// (waiting for a CPU): the first two fields of each
+/// /proc/PID/task/TID/schedstat. A spinning loop wants the CPU all the
+/// time, so this grows by about a second per second however busy the
+/// machine is; CPU time alone shrinks when others share the cores.
+fn wanted_cpu_ns(ctx: &Ctx, pid: u32) -> Result<u64, Failure> {
+    let fail = |err: std::io::Error| {
+        ctx.fail("to read /proc/PID/task/TID/schedstat (Linux only)")
             .detail(err.to_string())
-    })?;
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<u64> = after_name
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    Ok(fields.iter().sum())
+    };
+    let mut total = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).map_err(fail)? {
+        let path = task.map_err(fail)?.path().join("schedstat");
+        // A thread that ended meanwhile has nothing to add.
+        let Ok(stat) = fs::read_to_string(path) else {
+            continue;
+        };
+        let fields = stat
+            .split_whitespace()
+            .take(2)
+            .filter_map(|f| f.parse::<u64>().ok());
+        total += fields.sum::<u64>();
+    }
+    Ok(total)
 }
 
 fn idle_without_spinning(ctx: &mut Ctx) -> Result<(), Failure> {
@@ -395,23 +405,22 @@ fn idle_without_spinning(ctx: &mut Ctx) -> Result<(), Failure> {
     let mut stream = ctx.connect()?;
     hello(ctx, &mut stream, &mut Vec::new())?;
     let pid = ctx.server().pid();
-    let before = cpu_ticks(ctx, pid)?;
+    let before = wanted_cpu_ns(ctx, pid)?;
     let started = Instant::now();
     thread::sleep(Duration::from_secs(1));
-    let used = cpu_ticks(ctx, pid)? - before;
-    // USER_HZ is 100 on Linux: 100 ticks per CPU-second. A sleeping loop
-    // uses about 0; a spinning one about 100 on an idle machine, but on a
-    // busy one (a CI run grading several servers at once on two cores) it
-    // may get a third of a core or less. A sixth is far above an idle loop
-    // and far below any spinner that is scheduled at all.
-    let limit = started.elapsed().as_secs_f64() * 100.0 * 0.15;
+    let wanted = wanted_cpu_ns(ctx, pid)? - before;
+    // A sleeping loop wants about 0 of the second; a spinning one all of
+    // it, running or waiting its turn. A sixth is far above the one and
+    // far below the other, however many servers a CI run has going.
+    let share = wanted as f64 / started.elapsed().as_nanos() as f64;
     ctx.ensure(
-        (used as f64) < limit,
+        share < 0.15,
         "well under a sixth of a CPU while nothing happens",
     )
     .map_err(|f| {
         f.detail(format!(
-            "the server used {used} ticks (1/100 s) of CPU in about a second"
+            "the server ran or waited to run {:.0}% of an idle second",
+            share * 100.0
         ))
     })
 }
