@@ -578,12 +578,8 @@ fn an_upstream_killed_mid_run_loses_no_idempotent_request() {
 /// Nothing listens where the only upstream should be: 502, the ladder's page.
 #[test]
 fn all_upstreams_down_is_502() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let nowhere = format!("127.0.0.1:{port}");
+    let (_held, nowhere) = common::refusing_port();
+    let nowhere = nowhere.to_string();
     let server = proxy(&[nowhere.clone(), nowhere], &[]);
     let mut stream = server.connect().unwrap();
     let response = get(&mut stream, "/x");

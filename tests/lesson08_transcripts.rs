@@ -15,7 +15,6 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::Command;
 use std::thread;
@@ -229,33 +228,11 @@ fn forwarding_headers_transcript() {
     snapshot("08-forwarded", &normalise(&shown, p, a));
 }
 
-/// A TCP port that refuses connections for the whole test: bound, so no
-/// other test takes it, but never listening.
-fn refusing_port() -> (OwnedFd, SocketAddr) {
-    use nix::sys::socket::{
-        AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, socket,
-    };
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .expect("socket");
-    bind(
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
-        &SockaddrIn::new(127, 0, 0, 1, 0),
-    )
-    .expect("bind");
-    let addr: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd)).expect("name");
-    (fd, SocketAddr::from(std::net::SocketAddrV4::from(addr)))
-}
-
 /// "Try it" 2: the app server stopped, so every upstream is down: 502,
 /// and the proxy's log says why.
 #[test]
 fn all_upstreams_down_transcript() {
-    let (_held, down) = refusing_port();
+    let (_held, down) = common::refusing_port();
     let proxy = proxy(down, &[]);
     let response = fetch(proxy.addr, &curl_request(proxy.addr, "/", "")).expect("an answer");
     assert_eq!(response.status, 502);

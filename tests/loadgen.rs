@@ -216,11 +216,8 @@ fn a_server_that_closes_early_counts_as_closed_errors() {
 
 #[test]
 fn nobody_listening_counts_as_refused() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (_held, nowhere) = ladder_harness::refusing_port();
+    let port = nowhere.port();
     let json = loadgen_json(&[
         "-c",
         "1",

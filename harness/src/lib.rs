@@ -389,6 +389,26 @@ pub fn wait_until_read(stream: &TcpStream, within: Duration) -> bool {
     }
 }
 
+/// A local address that refuses connections for as long as the returned
+/// fd lives: bound, so no other test can take its port meanwhile, but never
+/// listening. (A port bound and released at once may be anyone's next.)
+pub fn refusing_port() -> (std::os::fd::OwnedFd, SocketAddr) {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, socket,
+    };
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).expect("bind");
+    let addr: SockaddrIn = getsockname(fd.as_raw_fd()).expect("getsockname");
+    (fd, SocketAddr::from(std::net::SocketAddrV4::from(addr)))
+}
+
 /// Find `scheme://host:port` in a line and resolve it.
 pub fn addr_in(line: &str) -> Option<SocketAddr> {
     let start = line.find("://")? + 3;

@@ -318,16 +318,12 @@ fn send_big(stream: &mut TcpStream, head_only: bool, seen: &Mutex<Seen>) -> bool
     true
 }
 
-/// A local address nothing listens on: connecting there is refused.
-fn refusing(ctx: &Ctx) -> Result<String, Failure> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|err| {
-        ctx.fail("the grader to find a free port")
-            .detail(format!("bind: {err}"))
-    })?;
-    let addr = listener.local_addr().map_err(|err| {
-        ctx.fail("the grader to find a free port")
-            .detail(err.to_string())
-    })?;
+/// A local address nothing listens on: connecting there is refused. Its
+/// port stays bound (never listening) until the grader exits, so nothing
+/// else can take it during the stage.
+fn refusing(_ctx: &Ctx) -> Result<String, Failure> {
+    let (held, addr) = ladder_harness::refusing_port();
+    std::mem::forget(held);
     Ok(addr.to_string())
 }
 
