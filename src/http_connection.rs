@@ -80,8 +80,8 @@ enum State {
     /// `header_timeout`, counted from the first byte.
     Head,
     /// The head is in and a body follows: decode it into memory, then the
-    /// request is complete: `body_timeout` between two pieces. Boxed: rare, and every idle connection would
-    /// otherwise carry room for it.
+    /// request is complete; `body_timeout` between two pieces. Boxed: rare,
+    /// and every idle connection would otherwise carry room for it.
     Body(Box<Reading>),
     /// The request is with a handler that answers later (from another
     /// thread, through the event loop's `Remote`): `answer_timeout`, if any.
