@@ -265,21 +265,7 @@ fn a_large_upload_reaches_the_upstream_whole_and_only_once_complete() {
     let fake = Fake::start(Behaviour::Echo);
     let server = proxy(&[fake.arg()], &["--quiet", "--client-max-body-size", "8m"]);
     let body: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 253) as u8).collect();
-    let mut stream = server.connect().unwrap();
-    let head = format!(
-        "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    // When the last piece *began* to go: the proxy may take it, dispatch and
-    // reach the upstream before `write_all` returns to us.
-    let mut sent = Instant::now();
-    for piece in body.chunks(body.len() / 4) {
-        thread::sleep(Duration::from_millis(200));
-        sent = Instant::now();
-        stream.write_all(piece).unwrap();
-    }
-    let response = read_response(&mut stream, &mut Vec::new(), false).unwrap();
+    let (response, sent) = upload_slowly(&server, &body, 4, Duration::from_millis(200));
     assert_eq!(response.status, 200);
     let seen = fake.seen.lock().unwrap();
     assert_eq!(seen.len(), 1);
@@ -308,27 +294,13 @@ fn a_pause_inside_a_body_is_bounded_by_the_body_timeout() {
     ];
     let server = proxy(&[fake.arg()], &flags);
     let body = vec![b'x'; 5000];
-    let head = format!(
-        "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    let mut stream = server.connect().unwrap();
-    stream.write_all(head.as_bytes()).unwrap();
-    let started = Instant::now();
-    for piece in body.chunks(1000) {
-        thread::sleep(Duration::from_millis(600));
-        stream.write_all(piece).unwrap();
-    }
-    assert!(
-        started.elapsed() > Duration::from_secs(2),
-        "the upload was not slow"
-    );
-    let response = read_response(&mut stream, &mut Vec::new(), false).unwrap();
+    // Five pieces 600 ms apart: 3 s in all, no pause near 2 s.
+    let (response, _) = upload_slowly(&server, &body, 5, Duration::from_millis(600));
     assert_eq!(response.status, 200);
     assert!(response.body.ends_with(&body));
 
     let mut stalled = server.connect().unwrap();
-    stalled.write_all(head.as_bytes()).unwrap();
+    stalled.write_all(&upload_head(body.len())).unwrap();
     stalled.write_all(&body[..2500]).unwrap();
     // Read with the harness's 10 s timeout: the proxy must close first.
     let mut rest = Vec::new();
@@ -367,18 +339,25 @@ fn peak_rss_kib(server: &Server) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// A POST of `body` in four pieces, 200 ms apart; the response, and when
-/// the last piece began to leave.
-fn upload_slowly(server: &Server, body: &[u8]) -> (common::Response, Instant) {
+/// The head of a POST /upload of `len` bytes.
+fn upload_head(len: usize) -> Vec<u8> {
+    format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n").into_bytes()
+}
+
+/// A POST of `body` in `pieces` pieces, each after a `pause`; the response,
+/// and when the last piece *began* to leave (the proxy may take it, dispatch
+/// and reach the upstream before `write_all` returns to us).
+fn upload_slowly(
+    server: &Server,
+    body: &[u8],
+    pieces: usize,
+    pause: Duration,
+) -> (common::Response, Instant) {
     let mut stream = server.connect().unwrap();
-    let head = format!(
-        "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&upload_head(body.len())).unwrap();
     let mut sent = Instant::now();
-    for piece in body.chunks(body.len().div_ceil(4)) {
-        thread::sleep(Duration::from_millis(200));
+    for piece in body.chunks(body.len().div_ceil(pieces)) {
+        thread::sleep(pause);
         sent = Instant::now();
         stream.write_all(piece).unwrap();
     }
@@ -405,10 +384,11 @@ fn a_large_upload_spills_to_a_file_not_memory() {
     let server = proxy(&[fake.arg()], &flags);
     // The same path once, small, so what it allocates once is counted before.
     let warm: Vec<u8> = (0..200_000).map(|i: u32| (i % 249) as u8).collect();
-    assert_eq!(upload_slowly(&server, &warm).0.status, 200);
+    let pause = Duration::from_millis(200);
+    assert_eq!(upload_slowly(&server, &warm, 4, pause).0.status, 200);
     let before = peak_rss_kib(&server);
     let body: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 253) as u8).collect();
-    let (response, sent) = upload_slowly(&server, &body);
+    let (response, sent) = upload_slowly(&server, &body, 4, pause);
     // Saturating: the kernel sums its RSS counters per CPU and reads them
     // approximately, so two readings of the peak can even seem to go down.
     let grown = peak_rss_kib(&server).saturating_sub(before);
