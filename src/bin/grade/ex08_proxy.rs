@@ -321,10 +321,10 @@ fn send_big(stream: &mut TcpStream, head_only: bool, seen: &Mutex<Seen>) -> bool
 /// A local address nothing listens on: connecting there is refused. Its
 /// port stays bound (never listening) until the grader exits, so nothing
 /// else can take it during the stage.
-fn refusing(_ctx: &Ctx) -> Result<String, Failure> {
+fn refusing() -> String {
     let (held, addr) = ladder_harness::refusing_port();
     std::mem::forget(held);
-    Ok(addr.to_string())
+    addr.to_string()
 }
 
 /// Start the grader's upstream, then the proxy in front of it with `extra`.
@@ -507,7 +507,7 @@ fn buffers_request(ctx: &mut Ctx) -> Result<(), Failure> {
 }
 
 fn bad_gateway(ctx: &mut Ctx) -> Result<(), Failure> {
-    let nowhere = refusing(ctx)?;
+    let nowhere = refusing();
     ctx.run_instead(UPSTREAM, &nowhere);
     ctx.start(&[])?;
     ctx.reproduce_noting(
@@ -676,7 +676,7 @@ fn frees_upstream(ctx: &mut Ctx) -> Result<(), Failure> {
 
 fn fails_over(ctx: &mut Ctx) -> Result<(), Failure> {
     let upstream = Upstream::start(ctx)?;
-    let nowhere = refusing(ctx)?;
+    let nowhere = refusing();
     ctx.run_instead(UPSTREAM, &nowhere);
     ctx.run_instead(SECOND, &upstream.addr.to_string());
     ctx.start(&["--upstream", SECOND])?;
